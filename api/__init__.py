@@ -1,0 +1,1 @@
+"""The marketplace HTTP API (FastAPI): parse, authenticate, call the domain, shape the response."""

@@ -1,0 +1,132 @@
+"""The live stream: Server-Sent Events with Last-Event-ID replay, and the same over WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import CurrentActor, authenticate
+from api.errors import responses
+from api.events.hub import EventHub, LiveEvent, SlowConsumer
+from quire.errors import DomainError
+from quire.people.actor import Actor
+
+router = APIRouter(tags=["events"])
+
+
+async def follow(
+    hub: EventHub, actor: Actor, last_event_id: int | None
+) -> AsyncIterator[LiveEvent]:
+    """Replay what the client missed, then follow live, each event exactly once and in order."""
+    sub = hub.subscribe(actor)
+    try:
+        # No await between subscribing and reading the position: everything at or below it
+        # comes from the replay, everything above from the live queue.
+        position = hub.position
+        last = position
+        if last_event_id is not None:
+            last = min(last_event_id, position)
+            for event in await hub.replay(actor, last, position):
+                yield event
+            last = position
+        while True:
+            event = await sub.next(wait=3600)
+            if event is not None and event.id > last:
+                last = event.id
+                yield event
+    finally:
+        hub.unsubscribe(sub)
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "An endless text/event-stream of this tenant's events.",
+        },
+        **responses(401, 422),
+    },
+)
+async def stream(
+    request: Request,
+    actor: CurrentActor,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Same as the Last-Event-ID header.")
+    ] = None,
+) -> EventSourceResponse:
+    """Follow the marketplace live. Reconnect with `Last-Event-ID` to get what you missed."""
+    hub: EventHub = request.app.state.hub
+    metrics = request.app.state.metrics
+    settings = request.app.state.settings
+    start = last_event_id if last_event_id is not None else after
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        metrics.stream_clients.labels("sse").inc()
+        try:
+            async for event in follow(hub, actor, start):
+                yield ServerSentEvent(data=event.data, id=str(event.id), event=event.type)
+        except SlowConsumer:
+            yield ServerSentEvent(event="disconnect", data='{"reason":"slow_consumer"}')
+        finally:
+            metrics.stream_clients.labels("sse").dec()
+
+    return EventSourceResponse(
+        events(),
+        ping=int(settings.stream_heartbeat_seconds),
+        send_timeout=10,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.websocket("/events/ws")
+async def stream_ws(
+    websocket: WebSocket,
+    access_token: Annotated[str | None, Query()] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> None:
+    """The same events as JSON text frames. Browsers cannot set headers on a WebSocket, so the
+    credential may come as `?access_token=` (or the usual Authorization header)."""
+    credential = access_token
+    header = websocket.headers.get("authorization", "")
+    if credential is None and header.lower().startswith("bearer "):
+        credential = header[7:]
+    try:
+        if not credential:
+            raise DomainError("missing credentials")
+        actor = await authenticate(websocket, credential)
+    except DomainError:
+        await websocket.close(code=4401, reason="unauthenticated")
+        return
+    await websocket.accept()
+    hub: EventHub = websocket.app.state.hub
+    metrics = websocket.app.state.metrics
+    metrics.stream_clients.labels("websocket").inc()
+
+    async def drain_client() -> None:
+        # We never expect messages; reading notices the client going away.
+        while True:
+            await websocket.receive_text()
+
+    reader = asyncio.create_task(drain_client())
+    try:
+        async for event in follow(hub, actor, after):
+            if reader.done():
+                break
+            await asyncio.wait_for(websocket.send_text(event.data), timeout=10)
+    except SlowConsumer:
+        await websocket.close(code=1013, reason="slow consumer: reconnect with ?after=<last id>")
+    except (WebSocketDisconnect, TimeoutError, RuntimeError):
+        pass
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        metrics.stream_clients.labels("websocket").dec()

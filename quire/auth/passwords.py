@@ -1,0 +1,37 @@
+"""Argon2id password hashing (argon2-cffi's defaults follow RFC 9106's recommendations)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+MIN_PASSWORD_LENGTH = 10
+
+
+@cache
+def _hasher() -> PasswordHasher:
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password("not-a-real-password-used-for-timing")
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant-ish time: an unknown user still costs one Argon2 verification."""
+    try:
+        matched = _hasher().verify(password_hash or _dummy_hash(), password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    return matched and password_hash is not None
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher().check_needs_rehash(password_hash)

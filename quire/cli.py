@@ -1,0 +1,95 @@
+"""`quire`: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from quire.settings import get_settings
+
+
+def _database():  # type: ignore[no-untyped-def]
+    from quire.db import Database
+
+    settings = get_settings()
+    return Database(settings.effective_database_url)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from quire.migrate import upgrade
+
+    settings = get_settings()
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = _database()
+    upgrade(database)
+    print(f"database at head: {database.url.render_as_string(hide_password=True)}")
+    database.dispose()
+    return 0
+
+
+def cmd_seed_demo(_: argparse.Namespace) -> int:
+    from quire.demo import DEMO_PASSWORD, DEMO_TENANT, PEOPLE, seed_demo
+
+    database = _database()
+    created = seed_demo(database)
+    database.dispose()
+    print("demo tenant created" if created else "demo tenant already present")
+    print(f"  tenant: {DEMO_TENANT}   password for everyone: {DEMO_PASSWORD}")
+    for email, _, roles, _ in PEOPLE:
+        print(f"  {email:<24} {', '.join(roles)}")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:app_from_env",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Migrate, seed the demo tenant, and serve the API (the README's main command)."""
+    cmd_migrate(args)
+    cmd_seed_demo(args)
+    settings = get_settings()
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    print(f"\nAPI docs: http://{host}:{port}/docs   (Ctrl-C to stop)\n", flush=True)
+    return cmd_api(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="quire", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(
+        func=cmd_migrate
+    )
+    sub.add_parser("seed-demo", help="create the demo tenant and people").set_defaults(
+        func=cmd_seed_demo
+    )
+    for name, func, text in (
+        ("api", cmd_api, "serve the marketplace API"),
+        ("demo", cmd_demo, "migrate, seed the demo tenant and serve the API"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host", default=None)
+        p.add_argument("--port", type=int, default=None)
+        p.add_argument("--workers", type=int, default=1)
+        p.set_defaults(func=func)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

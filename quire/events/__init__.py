@@ -1,0 +1,1 @@
+"""The append-only event table: live stream source and transactional outbox in one."""

@@ -1,0 +1,92 @@
+"""Validated inputs to the marketplace, shared by the HTTP API and by Python callers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from quire.db import utcnow
+from quire.money import AmountMinor, CurrencyCode
+from quire.orders.models import OrderMode
+
+MAX_CONTENT_CHARS = 500_000
+
+
+class Check(enum.StrEnum):
+    """Automated QA checks an order can ask for (implemented by the QA pipeline)."""
+
+    LENGTH = "length"
+    TERMS = "terms"
+    DUPLICATE = "duplicate"
+    LATENESS = "lateness"
+    EXTERNAL = "external"
+
+
+class QAConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    checks: list[Check] = Field(default_factory=lambda: list(Check))
+    review_stages: int = Field(default=1, ge=0, le=5)
+    min_words: int | None = Field(default=None, ge=0, le=200_000)
+    max_words: int | None = Field(default=None, ge=1, le=200_000)
+    required_terms: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=100
+    )
+    banned_terms: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+    @model_validator(mode="after")
+    def _word_bounds(self) -> QAConfig:
+        bounded = self.min_words is not None and self.max_words is not None
+        if bounded and self.min_words > self.max_words:  # type: ignore[operator]
+            raise ValueError("min_words must not exceed max_words")
+        return self
+
+
+class OrderDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str = Field(min_length=3, max_length=200)
+    brief: str = Field(min_length=1, max_length=20_000)
+    skill: str | None = Field(default=None, min_length=1, max_length=64)
+    fee_minor: AmountMinor
+    currency: CurrencyCode
+    deadline: dt.datetime = Field(description="When the work is due; an aware, future timestamp.")
+    mode: OrderMode = OrderMode.CLAIM
+    qa: QAConfig = Field(default_factory=QAConfig)
+    publish: bool = Field(default=False, description="Publish straight away instead of a draft.")
+
+    @field_validator("deadline")
+    @classmethod
+    def _future_deadline(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("deadline needs a timezone offset (e.g. 2030-01-31T17:00:00Z)")
+        if value <= utcnow():
+            raise ValueError("deadline is in the past")
+        if value > utcnow() + dt.timedelta(days=3 * 366):
+            raise ValueError("deadline is more than three years away")
+        return value.astimezone(dt.UTC)
+
+
+class BidDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    amount_minor: AmountMinor
+    note: str = Field(default="", max_length=5_000)
+
+
+class SubmissionDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content is blank")
+        return value

@@ -1,0 +1,1 @@
+"""Tenants (organisations), their users and roles, and specialists' profiles."""

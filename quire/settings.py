@@ -1,0 +1,84 @@
+"""Runtime configuration, read once from the environment and `.env`.
+
+One `DATABASE_URL` drives everything: the embedded default is a SQLite file under the data
+directory; production points it at PostgreSQL (`postgresql+psycopg://...`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Where the embedded database, generated secrets and reports live.
+    data_dir: Path = Field(default=Path("data"), validation_alias="QUIRE_DATA_DIR")
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+
+    api_host: str = Field(default="127.0.0.1", validation_alias="QUIRE_API_HOST")
+    api_port: int = Field(default=8000, validation_alias="QUIRE_API_PORT")
+    log_level: str = Field(default="INFO", validation_alias="QUIRE_LOG_LEVEL")
+
+    # Access tokens are JWTs signed with this secret. Left unset, a random secret is generated
+    # once into the data directory so every local process agrees on it.
+    jwt_secret: SecretStr | None = Field(default=None, validation_alias="QUIRE_JWT_SECRET")
+    jwt_issuer: str = Field(default="quire", validation_alias="QUIRE_JWT_ISSUER")
+    jwt_audience: str = Field(default="quire-api", validation_alias="QUIRE_JWT_AUDIENCE")
+    access_token_ttl_seconds: int = Field(default=900, validation_alias="QUIRE_ACCESS_TOKEN_TTL")
+    refresh_token_ttl_seconds: int = Field(
+        default=14 * 24 * 3600, validation_alias="QUIRE_REFRESH_TOKEN_TTL"
+    )
+    # Browsers only send Secure cookies over HTTPS; turn off for plain-HTTP local development.
+    cookie_secure: bool = Field(default=True, validation_alias="QUIRE_COOKIE_SECURE")
+
+    login_max_failures: int = Field(default=5, validation_alias="QUIRE_LOGIN_MAX_FAILURES")
+    lockout_seconds: int = Field(default=900, validation_alias="QUIRE_LOCKOUT_SECONDS")
+    # Fixed-window rate limits, counted in the database so every API process shares them.
+    rate_limit_window_seconds: int = Field(default=60, validation_alias="QUIRE_RATE_WINDOW")
+    login_limit_per_ip: int = Field(default=30, validation_alias="QUIRE_LOGIN_LIMIT_PER_IP")
+    login_limit_per_user: int = Field(default=10, validation_alias="QUIRE_LOGIN_LIMIT_PER_USER")
+    refresh_limit_per_ip: int = Field(default=120, validation_alias="QUIRE_REFRESH_LIMIT_PER_IP")
+    refresh_limit_per_user: int = Field(default=60, validation_alias="QUIRE_REFRESH_LIMIT_PER_USER")
+
+    max_body_bytes: int = Field(default=1_048_576, validation_alias="QUIRE_MAX_BODY_BYTES")
+    # Live stream: per-subscriber buffer; a consumer that lets it fill is disconnected.
+    stream_queue_size: int = Field(default=1000, validation_alias="QUIRE_STREAM_QUEUE_SIZE")
+    stream_poll_seconds: float = Field(default=1.0, validation_alias="QUIRE_STREAM_POLL_SECONDS")
+    stream_heartbeat_seconds: float = Field(
+        default=15.0, validation_alias="QUIRE_STREAM_HEARTBEAT_SECONDS"
+    )
+
+    db_pool_size: int = Field(default=10, validation_alias="QUIRE_DB_POOL_SIZE")
+    db_max_overflow: int = Field(default=20, validation_alias="QUIRE_DB_MAX_OVERFLOW")
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'quire.db').resolve()}"
+
+    def jwt_signing_key(self) -> str:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
