@@ -1,10 +1,15 @@
-"""Argon2id password hashing (argon2-cffi's defaults follow RFC 9106's recommendations)."""
+"""Argon2id password hashing (argon2-cffi's defaults follow RFC 9106's recommendations).
+
+`QUIRE_PASSWORD_HASH_PROFILE=cheapest` swaps in argon2-cffi's CHEAPEST parameters: the same
+algorithm and code path at a fraction of the cost, for test suites only.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 MIN_PASSWORD_LENGTH = 10
@@ -12,6 +17,8 @@ MIN_PASSWORD_LENGTH = 10
 
 @cache
 def _hasher() -> PasswordHasher:
+    if os.environ.get("QUIRE_PASSWORD_HASH_PROFILE") == "cheapest":
+        return PasswordHasher.from_parameters(profiles.CHEAPEST)
     return PasswordHasher()
 
 

@@ -1,0 +1,1 @@
+"""Test support: real databases, app clients, live servers and ready-made tenants."""

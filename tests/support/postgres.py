@@ -1,0 +1,116 @@
+"""Where the PostgreSQL tests get a server.
+
+- `QUIRE_TEST_DATABASE_URL` if set (an admin URL; each run creates its own databases there);
+- in CI (`CI=true`) the server at 127.0.0.1:5432, user postgres: its absence FAILS the run;
+- elsewhere a throwaway cluster from `initdb`/`pg_ctl` if the binaries are found;
+- otherwise the PostgreSQL tests are skipped, with the reason shown.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+CI_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass
+class Availability:
+    admin_url: str | None
+    reason: str = ""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(url: str) -> str | None:
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except psycopg.Error as exc:
+        return f"cannot connect to {url}: {exc}".strip()
+
+
+def _bindir() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidate = Path(out.stdout.strip())
+        if (candidate / "initdb").exists():
+            return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _throwaway_cluster() -> Availability:
+    bindir = _bindir()
+    if bindir is None:
+        return Availability(None, "no PostgreSQL: set QUIRE_TEST_DATABASE_URL or put initdb on PATH")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Availability(
+            None, "initdb refuses to run as root: set QUIRE_TEST_DATABASE_URL to a server"
+        )
+    root = Path(tempfile.mkdtemp(prefix="quire-pg-"))
+    port = _free_port()
+    subprocess.run(
+        [bindir / "initdb", "-D", root / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [bindir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
+         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+        check=True,
+        capture_output=True,
+    )
+    atexit.register(
+        lambda: subprocess.run([bindir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
+                               capture_output=True, check=False)
+    )
+    return Availability(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+
+
+def locate() -> Availability:
+    url = os.environ.get("QUIRE_TEST_DATABASE_URL")
+    if url or in_ci():
+        url = url or CI_DEFAULT
+        problem = _reachable(url)
+        return Availability(None if problem else url, problem or "")
+    return _throwaway_cluster()
+
+
+def with_database(admin_url: str, name: str) -> str:
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def create_database(admin_url: str, template: str | None = None) -> str:
+    name = f"quire_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        clause = f" TEMPLATE {template}" if template else ""
+        conn.execute(f"CREATE DATABASE {name}{clause}")
+    return name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
