@@ -15,6 +15,7 @@ from uuid import UUID
 
 from sqlalchemy import ForeignKey, event
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
 ALL_TENANTS = {"all_tenants": True}
 
@@ -29,25 +30,36 @@ class TenantScoped:
     tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
 
 
+def _all_mappers() -> list[Any]:
+    from quire.db import Base
+
+    return list(Base.registry.mappers)
+
+
 def _touches_tenant_data(state: ORMExecuteState) -> bool:
-    return any(issubclass(mapper.class_, TenantScoped) for mapper in state.all_mappers)
+    """Does the statement read or write a tenant-owned table anywhere (FROM, joins, subqueries)?"""
+    if any(issubclass(mapper.class_, TenantScoped) for mapper in state.all_mappers):
+        return True
+    tenant_tables = {
+        mapper.local_table for mapper in _all_mappers() if issubclass(mapper.class_, TenantScoped)
+    }
+    found = find_tables(state.statement, check_columns=True, include_aliases=True, include_crud=True)
+    return any(table in tenant_tables for table in found)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _scope_to_tenant(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    if (
-        state.execution_options.get("all_tenants")
-        or state.is_column_load
-        or state.is_relationship_load
-    ):
-        return
-    if not _touches_tenant_data(state):
+    options = state.execution_options
+    if options.get("all_tenants") or state.is_column_load or state.is_relationship_load:
         return
     tenant_id = state.session.info.get("tenant_id")
     if tenant_id is None:
-        raise TenantScopeMissing("this session has no tenant; pass one or use ALL_TENANTS")
+        if _touches_tenant_data(state):
+            raise TenantScopeMissing("this session has no tenant; pass one or use ALL_TENANTS")
+        return
+    # Applied to every statement: it only adds criteria where a tenant-owned entity appears.
     state.statement = state.statement.options(
         with_loader_criteria(
             TenantScoped,

@@ -1,0 +1,52 @@
+"""The order state machine: every legal transition, and every illegal one refused."""
+
+import pytest
+
+from quire.orders.state import (
+    TERMINAL,
+    TRANSITIONS,
+    Action,
+    IllegalTransition,
+    OrderStatus,
+    target,
+)
+
+LEGAL = [(action, source) for action, (sources, _) in TRANSITIONS.items() for source in sources]
+ILLEGAL = [
+    (action, status)
+    for action, (sources, _) in TRANSITIONS.items()
+    for status in OrderStatus
+    if status not in sources
+]
+
+
+@pytest.mark.parametrize(("action", "source"), LEGAL)
+def test_a_legal_transition_leads_to_its_target(action, source):
+    assert target(action, source) == TRANSITIONS[action][1]
+
+
+@pytest.mark.parametrize(("action", "status"), ILLEGAL)
+def test_an_illegal_transition_is_refused_with_the_reason(action, status):
+    with pytest.raises(IllegalTransition) as refused:
+        target(action, status)
+    assert refused.value.code == "illegal_transition"
+    assert str(status) in refused.value.message
+    assert refused.value.details["allowed_from"] == sorted(TRANSITIONS[action][0])
+
+
+def test_the_happy_path_reads_like_the_marketplace():
+    status = OrderStatus.DRAFT
+    for action in (Action.PUBLISH, Action.CLAIM, Action.SUBMIT, Action.START_REVIEW,
+                   Action.REQUEST_REWORK, Action.SUBMIT, Action.ACCEPT):
+        status = target(action, status)
+    assert status is OrderStatus.ACCEPTED
+
+
+def test_terminal_states_allow_nothing():
+    for status in TERMINAL:
+        assert not [a for a, (sources, _) in TRANSITIONS.items() if status in sources]
+
+
+def test_every_non_terminal_state_has_a_way_out():
+    for status in set(OrderStatus) - TERMINAL:
+        assert [a for a, (sources, _) in TRANSITIONS.items() if status in sources], status
