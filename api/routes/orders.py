@@ -15,7 +15,7 @@ from api.deps import Work
 from api.errors import responses
 from api.schemas import BidOut, OrderOut, Page, SubmissionOut
 from quire import idempotency
-from quire.money import validate_currency
+from quire.money import CurrencyCode
 from quire.orders import queries
 from quire.orders import service as orders
 from quire.orders.models import OrderMode
@@ -77,7 +77,7 @@ async def list_orders(
     work: Work,
     status: Annotated[list[OrderStatus] | None, Query()] = None,
     skill: Annotated[str | None, Query(max_length=64)] = None,
-    currency: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
+    currency: Annotated[CurrencyCode | None, Query()] = None,
     mode: OrderMode | None = None,
     mine: bool = False,
     sort: Annotated[
@@ -91,8 +91,6 @@ async def list_orders(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page[OrderOut]:
     """Orders you can see: staff see all of their tenant's, specialists open ones and their own."""
-    if currency is not None:
-        validate_currency(currency)
     f = queries.OrderFilter(
         status=[str(s) for s in status] if status else None,
         skill=skill,

@@ -1,0 +1,1071 @@
+"""Claim race benchmark: the real HTTP server (uvicorn) on PostgreSQL versus the bare UPDATE.
+
+Method
+------
+1. Create a fresh database ``quire_bench_<random>_api`` on the server behind ``--admin-url``,
+   migrate it (Alembic), and seed one tenant: a manager, ``C`` specialists and, through the domain
+   service (``create_order(..., publish=True)``), one warm-up set plus ``R`` race sets of ``N``
+   open claim-mode orders each (``R`` = ``--repeat``).
+2. Copy it with ``CREATE DATABASE ... TEMPLATE`` into ``quire_bench_<random>_raw``: the baseline
+   gets byte-for-byte the same data, untouched by the API run.
+3. Start ``python -m quire.cli api --workers W`` on the API database and wait for
+   ``/health/ready``. Access tokens for the specialists are minted with the server's JWT secret
+   (no logins, so login rate limits and Argon2 stay out of the measurement).
+4. Each of the ``C`` clients is one specialist with one keep-alive connection. In a run every
+   client tries to claim every order of that run's set, one request at a time, in its own
+   shuffled order (``--pattern lockstep``: all clients walk the same order, so every order is
+   fought over by all C clients at nearly the same moment). That is ``N x C`` attempts: exactly
+   ``N`` must answer 200, all others 409. Per-request latency is measured in the client.
+5. The baseline replays the same attempt pattern (same per-client sequences, same ``C``) against
+   the copy with psycopg: ``C`` autocommit connections, each issuing the conditional UPDATE the
+   API issues (``UPDATE orders SET status = 'claimed', ... WHERE id = $1 AND tenant_id = $2 AND
+   status = 'open' AND mode = 'claim' AND deadline > now() RETURNING id``); ``--raw-with-event``
+   adds the event INSERT the API writes in the same transaction, as one CTE statement.
+6. Afterwards both databases are checked: a double claim is an order that two clients were told
+   they won, or (API) that has more than one ``order.claimed`` event. Orders the database says were
+   claimed by someone other than the HTTP winner, or not at all, are reported as inconsistencies.
+7. CPU seconds of the server processes, of all PostgreSQL processes and of this process (the load
+   generator) are read from ``/proc`` around each phase, so the report says where the 2 cores went.
+
+claims/s = successful claims / wall time, attempts/s = all attempts / wall time; both phases
+perform the same attempts, so ``ratio API/raw`` = raw wall time / API wall time. With ``--repeat
+R`` every figure is the median over the R runs (the ratio: median of the per-run ratios); double
+claims are summed. The warm-up set is raced once per phase before the measured runs.
+
+The load generator runs in this process, on the same cores as the server and PostgreSQL. By
+default it speaks HTTP/1.1 over raw asyncio streams on uvloop (a few tens of microseconds of CPU
+per request); ``--client httpx`` uses ``httpx.AsyncClient`` instead (several times more CPU per
+request, which the server then lacks).
+
+    .venv/bin/python bench/claim_race.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
+
+HOST = "127.0.0.1"
+JWT_SECRET = secrets.token_urlsafe(32)
+JWT_ISSUER = "quire"
+JWT_AUDIENCE = "quire-api"
+REQUEST_TIMEOUT = 30.0
+
+WON, LOST, FAILED = 200, 409, 0
+
+CLAIM_SQL = """
+UPDATE orders
+   SET status = 'claimed', specialist_id = %(specialist)s, claimed_at = now(),
+       version = version + 1, updated_at = now()
+ WHERE id = %(order)s AND tenant_id = %(tenant)s
+   AND status = 'open' AND mode = 'claim' AND deadline > now()
+RETURNING id
+"""
+
+CLAIM_WITH_EVENT_SQL = """
+WITH claimed AS (
+    UPDATE orders
+       SET status = 'claimed', specialist_id = %(specialist)s, claimed_at = now(),
+           version = version + 1, updated_at = now()
+     WHERE id = %(order)s AND tenant_id = %(tenant)s
+       AND status = 'open' AND mode = 'claim' AND deadline > now()
+    RETURNING id, tenant_id, specialist_id, version
+)
+INSERT INTO events (tenant_id, type, aggregate_type, aggregate_id, payload, created_at)
+SELECT tenant_id, 'order.claimed', 'order', id,
+       jsonb_build_object('order', jsonb_build_object('id', id, 'status', 'claimed',
+                          'version', version, 'specialist_id', specialist_id)),
+       now()
+  FROM claimed
+RETURNING aggregate_id
+"""
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    orders: int
+    clients: int
+    workers: int
+    repeat: int
+    warmup: int
+    pattern: str
+    client: str
+    admin_url: str
+    port: int
+    pool_size: int | None
+    max_overflow: int | None
+    raw_with_event: bool
+    seed: int
+    keep: bool
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        description="Claim race through uvicorn on PostgreSQL versus the bare conditional UPDATE.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--orders", "-n", type=int, default=500, help="orders per run (N)")
+    parser.add_argument("--clients", "-c", type=int, default=32, help="concurrent clients (C)")
+    parser.add_argument("--workers", "-w", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--repeat", "-r", type=int, default=1, help="runs; medians are reported")
+    parser.add_argument("--warmup", type=int, default=50, help="orders in the unmeasured warm-up")
+    parser.add_argument(
+        "--pattern",
+        choices=("shuffle", "lockstep"),
+        default="shuffle",
+        help="shuffle: each client visits the orders in its own random order; lockstep: all "
+        "clients visit them in the same order (maximal contention on every order)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="HTTP load generator: raw asyncio streams (lean) or httpx.AsyncClient",
+    )
+    parser.add_argument(
+        "--admin-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL URL with CREATE DATABASE rights",
+    )
+    parser.add_argument("--port", type=int, default=0, help="API port (0: a free one)")
+    parser.add_argument(
+        "--pool-size", type=int, default=None, help="QUIRE_DB_POOL_SIZE for the server"
+    )
+    parser.add_argument(
+        "--max-overflow", type=int, default=None, help="QUIRE_DB_MAX_OVERFLOW for the server"
+    )
+    parser.add_argument(
+        "--raw-with-event",
+        action="store_true",
+        help="the baseline also inserts the order.claimed event (one CTE statement)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the attempt orders")
+    parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    args = parser.parse_args(argv)
+    for name in ("orders", "clients", "workers", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    return Options(
+        orders=args.orders,
+        clients=args.clients,
+        workers=args.workers,
+        repeat=args.repeat,
+        warmup=args.warmup,
+        pattern=args.pattern,
+        client=args.client,
+        admin_url=args.admin_url,
+        port=args.port,
+        pool_size=args.pool_size,
+        max_overflow=args.max_overflow,
+        raw_with_event=args.raw_with_event,
+        seed=args.seed,
+        keep=args.keep,
+    )
+
+
+# -- databases and seed data ---------------------------------------------------------------------
+
+
+def database_url(admin_url: str, name: str, driver: str = "postgresql") -> str:
+    url = make_url(admin_url).set(drivername=driver, database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://``) as libpq wants it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def admin_dsn(admin_url: str) -> str:
+    return database_url(admin_url, make_url(admin_url).database or "postgres")
+
+
+def admin_execute(admin_url: str, sql: str) -> None:
+    with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@dataclass
+class Seed:
+    tenant_id: uuid.UUID
+    specialists: list[uuid.UUID]
+    warmup: list[uuid.UUID]
+    runs: list[list[uuid.UUID]]
+
+
+def seed_database(url: str, opts: Options) -> Seed:
+    """Migrate and fill the database through the domain services, as an operator would."""
+    os.environ.setdefault("QUIRE_PASSWORD_HASH_PROFILE", "cheapest")
+    from quire.db import Database, utcnow
+    from quire.migrate import upgrade
+    from quire.orders.schemas import OrderDraft
+    from quire.orders.service import create_order
+    from quire.people import service as people
+    from quire.people.actor import Actor
+    from quire.people.models import Role
+
+    database = Database(url)
+    try:
+        upgrade(database)
+        slug = f"bench-{secrets.token_hex(3)}"
+        password = secrets.token_urlsafe(16)
+        with database.session(write=True) as session:
+            tenant = people.create_tenant(session, slug, "Claim race bench")
+            session.info["tenant_id"] = tenant.id
+            manager = people.add_user(
+                session,
+                tenant.id,
+                people.UserDraft(
+                    email=f"manager@{slug}.test",
+                    display_name="manager",
+                    password=password,
+                    roles=[Role.MANAGER],
+                ),
+            )
+            specialists = [
+                people.add_user(
+                    session,
+                    tenant.id,
+                    people.UserDraft(
+                        email=f"specialist{i}@{slug}.test",
+                        display_name=f"specialist {i}",
+                        password=password,
+                        roles=[Role.SPECIALIST],
+                        profile=people.ProfileDraft(payout_currency="EUR", skills=["copywriting"]),
+                    ),
+                ).id
+                for i in range(opts.clients)
+            ]
+            actor = Actor(manager.id, tenant.id, frozenset({Role.MANAGER}))
+            deadline = utcnow() + dt.timedelta(days=30)
+
+            def order_set(label: str, count: int) -> list[uuid.UUID]:
+                return [
+                    create_order(
+                        session,
+                        actor,
+                        OrderDraft(
+                            title=f"Claim race {label} #{i}",
+                            brief="Benchmark order.",
+                            skill="copywriting",
+                            fee_minor=25_000,
+                            currency="USD",
+                            deadline=deadline,
+                            publish=True,
+                        ),
+                    ).id
+                    for i in range(count)
+                ]
+
+            warmup = order_set("warm-up", opts.warmup)
+            runs = [order_set(f"run {r + 1}", opts.orders) for r in range(opts.repeat)]
+        return Seed(tenant.id, specialists, warmup, runs)
+    finally:
+        database.dispose()
+
+
+@dataclass
+class Verdict:
+    claimed: int = 0
+    unclaimed: int = 0
+    db_double: set[uuid.UUID] = field(default_factory=set)
+    inconsistent: int = 0
+
+
+def verify(
+    url: str, order_ids: Sequence[uuid.UUID], winners: dict[uuid.UUID, uuid.UUID]
+) -> Verdict:
+    """What the database says happened to `order_ids`, checked against what clients were told."""
+    verdict = Verdict()
+    with psycopg.connect(libpq_url(url)) as conn:
+        rows = conn.execute(
+            "SELECT id, status, specialist_id FROM orders WHERE id = ANY(%s)", (list(order_ids),)
+        ).fetchall()
+        events = conn.execute(
+            "SELECT aggregate_id, count(*) FROM events WHERE type = 'order.claimed' "
+            "AND aggregate_id = ANY(%s) GROUP BY aggregate_id",
+            (list(order_ids),),
+        ).fetchall()
+    for order_id, status, specialist_id in rows:
+        if status == "claimed":
+            verdict.claimed += 1
+            if winners.get(order_id) != specialist_id:
+                verdict.inconsistent += 1
+        else:
+            verdict.unclaimed += 1
+            if order_id in winners:
+                verdict.inconsistent += 1
+    verdict.db_double = {order_id for order_id, count in events if count > 1}
+    return verdict
+
+
+# -- the API server ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`python -m quire.cli api` in its own process group, logging to a temporary file."""
+
+    def __init__(self, url: str, opts: Options, workdir: Path) -> None:
+        self.port = opts.port or free_port()
+        self.log_path = workdir / "server.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "QUIRE_JWT_SECRET": JWT_SECRET,
+            "QUIRE_JWT_ISSUER": JWT_ISSUER,
+            "QUIRE_JWT_AUDIENCE": JWT_AUDIENCE,
+            "QUIRE_LOG_LEVEL": "WARNING",
+            "QUIRE_DATA_DIR": str(workdir / "data"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if opts.pool_size is not None:
+            env["QUIRE_DB_POOL_SIZE"] = str(opts.pool_size)
+        if opts.max_overflow is not None:
+            env["QUIRE_DB_MAX_OVERFLOW"] = str(opts.max_overflow)
+        self._log = self.log_path.open("wb")
+        cmd = [sys.executable, "-m", "quire.cli", "api", "--host", HOST, "--port", str(self.port)]
+        # cwd: a directory without a stray .env for pydantic-settings to pick up.
+        self.process = subprocess.Popen(
+            [*cmd, "--workers", str(opts.workers)],
+            cwd=workdir,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://{HOST}:{self.port}/health/ready"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the API server exited early:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"the API server did not become ready in {timeout:.0f}s")
+
+    def log_tail(self, lines: int = 30) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def mint_token(tenant_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    from quire.auth.access_tokens import AccessClaims, TokenConfig, issue
+
+    config = TokenConfig(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE, ttl_seconds=6 * 3600)
+    return issue(config, AccessClaims(user_id, tenant_id, frozenset({"specialist"})))
+
+
+# -- CPU accounting from /proc -----------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    comm: str
+    cpu: float  # own user + system seconds
+
+
+def read_procs() -> dict[int, ProcStat]:
+    procs: dict[int, ProcStat] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        close = text.rfind(")")
+        f = text[close + 2 :].split()
+        comm = text[text.find("(") + 1 : close]
+        procs[int(entry.name)] = ProcStat(
+            int(entry.name), int(f[1]), comm, (int(f[11]) + int(f[12])) / TICK
+        )
+    return procs
+
+
+def serves(pid: int, databases: Sequence[str]) -> bool:
+    """Whether a postgres process is a backend of one of `databases` (from its ps title)."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return any(name in databases for name in title.split())
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds summed over all CPUs since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / TICK, steal / TICK
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    at: float
+    server: dict[int, float]  # pid -> seconds (the master and each worker)
+    postgres: dict[int, float]  # pid -> seconds, backends of the benchmark's databases
+    client: float
+    machine: float
+    stolen: float
+
+
+def cpu_snapshot(server_pid: int | None, databases: Sequence[str]) -> CpuSnapshot | None:
+    try:
+        procs = read_procs()
+        machine, stolen = machine_cpu()
+    except (OSError, ValueError, IndexError):
+        return None
+    server: dict[int, float] = {}
+    if server_pid is not None and server_pid in procs:
+        tree = {server_pid}
+        for proc in sorted(procs.values(), key=lambda p: p.pid):
+            if proc.ppid in tree:
+                tree.add(proc.pid)
+        server = {pid: procs[pid].cpu for pid in tree}
+    postgres = {
+        p.pid: p.cpu for p in procs.values() if p.comm == "postgres" and serves(p.pid, databases)
+    }
+    return CpuSnapshot(time.perf_counter(), server, postgres, time.process_time(), machine, stolen)
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """Cores used during a phase (CPU seconds / wall seconds) per component."""
+
+    server: float
+    server_procs: tuple[float, ...]  # the busiest server processes, descending
+    postgres: float  # backends of the benchmark databases alive at both ends of the phase
+    client: float
+    machine: float  # every process on the machine (not counting time stolen by the hypervisor)
+    stolen: float
+
+    @property
+    def other(self) -> float:
+        """Everything else: other processes (other databases, test suites...), PostgreSQL's
+        background processes and backends that disconnected during the phase."""
+        return max(0.0, self.machine - self.server - self.postgres - self.client)
+
+
+def _delta(before: dict[int, float], after: dict[int, float], wall: float) -> list[float]:
+    return sorted(((after[pid] - before.get(pid, 0.0)) / wall for pid in after), reverse=True)
+
+
+def cpu_use(before: CpuSnapshot | None, after: CpuSnapshot | None) -> CpuUse | None:
+    if before is None or after is None:
+        return None
+    wall = after.at - before.at
+    server = _delta(before.server, after.server, wall)
+    return CpuUse(
+        server=sum(server),
+        server_procs=tuple(p for p in server if p >= 0.01),
+        postgres=sum(_delta(before.postgres, after.postgres, wall)),
+        client=(after.client - before.client) / wall,
+        machine=(after.machine - before.machine) / wall,
+        stolen=(after.stolen - before.stolen) / wall,
+    )
+
+
+# -- claimants ---------------------------------------------------------------------------------
+
+
+class Claimant(Protocol):
+    """One client: opens its connection, then claims orders one at a time."""
+
+    async def open(self) -> None: ...
+
+    async def claim(self, order_id: uuid.UUID) -> int:
+        """200 when this client won the order, 409 when it was taken, 0 on any failure."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class RawHttpClaimant:
+    """HTTP/1.1 keep-alive over asyncio streams: just enough protocol for this benchmark."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.prefix = b"POST /orders/"
+        self.suffix = (
+            f"/claim HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+
+    async def claim(self, order_id: uuid.UUID) -> int:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                return await self._request(self.prefix + str(order_id).encode() + self.suffix)
+        except (OSError, EOFError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+            await self.close()
+            with contextlib.suppress(OSError):
+                await self.open()
+            return FAILED
+
+    async def _request(self, request: bytes) -> int:
+        if self.reader is None or self.writer is None:
+            raise ConnectionError("not connected")
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length, chunked, close = 0, False, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                close = b"close" in value.lower()
+        if chunked:
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await self.reader.readexactly(size + 2)
+            await self.reader.readuntil(b"\r\n")
+        else:
+            await self.reader.readexactly(length)
+        if close:
+            await self.close()
+            await self.open()
+        return status
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+class HttpxClaimant:
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.client: httpx.AsyncClient | None = None
+
+    async def open(self) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=f"http://{HOST}:{self.port}",
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            timeout=REQUEST_TIMEOUT,
+        )
+        await self.client.get("/health/live")  # connect before the clock starts
+
+    async def claim(self, order_id: uuid.UUID) -> int:
+        assert self.client is not None
+        try:
+            response = await self.client.post(f"/orders/{order_id}/claim", headers=self.headers)
+        except httpx.HTTPError:
+            return FAILED
+        return response.status_code
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+class SqlClaimant:
+    """The baseline: the API's conditional UPDATE on an autocommit psycopg connection."""
+
+    def __init__(self, url: str, tenant_id: uuid.UUID, specialist: uuid.UUID, sql: str) -> None:
+        self.url = url
+        self.sql = sql
+        self.params: dict[str, Any] = {"tenant": tenant_id, "specialist": specialist}
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def open(self) -> None:
+        self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+
+    async def claim(self, order_id: uuid.UUID) -> int:
+        assert self.conn is not None
+        try:
+            cursor = await self.conn.execute(
+                self.sql,  # type: ignore[arg-type]
+                {**self.params, "order": order_id},
+                prepare=True,
+            )
+            return WON if await cursor.fetchone() else LOST
+        except psycopg.Error:
+            return FAILED
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+# -- one race ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Race:
+    wall: float
+    attempts: list[tuple[int, uuid.UUID, float, float, int]]  # client, order, start, end, status
+    cpu: CpuUse | None
+
+
+async def race(
+    claimants: Sequence[Claimant],
+    plans: Sequence[Sequence[uuid.UUID]],
+    server_pid: int | None,
+    database: str,
+) -> Race:
+    """Open every connection, then release all clients at once and time until the last is done."""
+    await asyncio.gather(*(c.open() for c in claimants))
+    go = asyncio.Event()
+
+    async def client(index: int) -> list[tuple[int, uuid.UUID, float, float, int]]:
+        claimant, records = claimants[index], []
+        clock = time.perf_counter
+        await go.wait()
+        for order_id in plans[index]:
+            started = clock()
+            status = await claimant.claim(order_id)
+            records.append((index, order_id, started, clock(), status))
+        return records
+
+    tasks = [asyncio.create_task(client(i)) for i in range(len(claimants))]
+    await asyncio.sleep(0.05)  # every task is parked on `go`
+    before = cpu_snapshot(server_pid, [database])
+    started = time.perf_counter()
+    go.set()
+    results = await asyncio.gather(*tasks)
+    wall = time.perf_counter() - started
+    after = cpu_snapshot(server_pid, [database])
+    await asyncio.gather(*(c.close() for c in claimants))
+    return Race(wall, [a for r in results for a in r], cpu_use(before, after))
+
+
+def attempt_plans(
+    order_ids: Sequence[uuid.UUID], clients: int, pattern: str, seed: str
+) -> list[list[uuid.UUID]]:
+    if pattern == "lockstep":
+        shared = list(order_ids)
+        random.Random(seed).shuffle(shared)
+        return [list(shared) for _ in range(clients)]
+    plans = []
+    for i in range(clients):
+        plan = list(order_ids)
+        random.Random(f"{seed}/{i}").shuffle(plan)
+        plans.append(plan)
+    return plans
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    wall: float
+    attempts: int
+    wins: int
+    claims_per_s: float
+    attempts_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    double_claims: int
+    errors: int  # attempts answered with neither 200 nor 409
+    inconsistent: int  # database and clients disagree about a winner, or an order stayed open
+    contended: int  # orders with at least two claims in flight at the same moment
+    churn: int  # database sessions the server closed during the run (pool overflow)
+    cpu: CpuUse | None
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+def summarize(result: Race, verdict: Verdict, churn: int) -> PhaseResult:
+    by_order: dict[uuid.UUID, list[tuple[float, float]]] = {}
+    winners: dict[uuid.UUID, set[int]] = {}
+    latencies: list[float] = []
+    errors = 0
+    for client, order_id, start, end, status in result.attempts:
+        latencies.append(end - start)
+        by_order.setdefault(order_id, []).append((start, end))
+        if status == WON:
+            winners.setdefault(order_id, set()).add(client)
+        elif status != LOST:
+            errors += 1
+    contended = 0
+    for spans in by_order.values():
+        spans.sort()
+        busy_until = spans[0][1]
+        for start, end in spans[1:]:
+            if start < busy_until:
+                contended += 1
+                break
+            busy_until = max(busy_until, end)
+    http_double = {order_id for order_id, who in winners.items() if len(who) > 1}
+    latencies.sort()
+    wins = sum(len(who) for who in winners.values())
+    return PhaseResult(
+        wall=result.wall,
+        attempts=len(result.attempts),
+        wins=wins,
+        claims_per_s=wins / result.wall,
+        attempts_per_s=len(result.attempts) / result.wall,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p95_ms=percentile(latencies, 0.95) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        double_claims=len(http_double | verdict.db_double),
+        errors=errors,
+        inconsistent=verdict.inconsistent + verdict.unclaimed,
+        contended=contended,
+        churn=churn,
+        cpu=result.cpu,
+    )
+
+
+def winners_of(result: Race, specialists: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    return {order_id: specialists[c] for c, order_id, _, _, s in result.attempts if s == WON}
+
+
+# -- orchestration -----------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    opts: Options
+    seed: Seed
+    api_db: str
+    raw_db: str
+    server: Server
+    runner: asyncio.Runner
+    tokens: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tokens = [mint_token(self.seed.tenant_id, s) for s in self.seed.specialists]
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+    def api_claimants(self) -> list[Claimant]:
+        kind = RawHttpClaimant if self.opts.client == "raw" else HttpxClaimant
+        return [kind(self.server.port, token) for token in self.tokens]
+
+    def sql_claimants(self) -> list[Claimant]:
+        sql = CLAIM_WITH_EVENT_SQL if self.opts.raw_with_event else CLAIM_SQL
+        return [
+            SqlClaimant(self.raw_url, self.seed.tenant_id, s, sql) for s in self.seed.specialists
+        ]
+
+    @property
+    def raw_url(self) -> str:
+        return database_url(self.opts.admin_url, self.raw_db)
+
+    def phase(self, which: str, order_ids: Sequence[uuid.UUID], plan_seed: str) -> PhaseResult:
+        plans = attempt_plans(order_ids, self.opts.clients, self.opts.pattern, plan_seed)
+        if which == "api":
+            sessions = closed_sessions(self.opts.admin_url, self.api_db)
+            result = self._run(
+                race(self.api_claimants(), plans, self.server.process.pid, self.api_db)
+            )
+            # The server's pool is warm: sessions that ended during the race are churn.
+            churn = closed_sessions(self.opts.admin_url, self.api_db) - sessions
+            database = self.api_db
+        else:
+            result = self._run(race(self.sql_claimants(), plans, None, self.raw_db))
+            churn, database = 0, self.raw_db
+        url = database_url(self.opts.admin_url, database)
+        verdict = verify(url, order_ids, winners_of(result, self.seed.specialists))
+        return summarize(result, verdict, churn)
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+@contextlib.contextmanager
+def databases(opts: Options) -> Iterator[tuple[str, str]]:
+    base = f"quire_bench_{secrets.token_hex(4)}"
+    names = (f"{base}_api", f"{base}_raw")
+    try:
+        admin_execute(opts.admin_url, f"CREATE DATABASE {names[0]}")
+        yield names
+    finally:
+        if opts.keep:
+            print(f"kept databases {names[0]} and {names[1]}")
+        else:
+            for name in names:
+                with contextlib.suppress(psycopg.Error):
+                    admin_execute(opts.admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def closed_sessions(admin_url: str, database: str) -> int:
+    """Sessions of `database` that have ended (PostgreSQL counts them at disconnection)."""
+    with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def server_facts(admin_url: str) -> str:
+    with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
+        facts = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("server_version", "fsync", "synchronous_commit", "max_connections")
+        }
+    version = facts.pop("server_version").split()[0]
+    return f"PostgreSQL {version} ({', '.join(f'{k}={v}' for k, v in facts.items())})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    cpus = os.cpu_count() or 1
+    client_name = (
+        "raw asyncio streams (HTTP/1.1 keep-alive)"
+        if opts.client == "raw"
+        else f"httpx {httpx.__version__} AsyncClient"
+    )
+    loop_factory = event_loop_factory()
+    print(
+        f"claim race: N={opts.orders} orders x C={opts.clients} clients "
+        f"({opts.orders * opts.clients} attempts per phase, pattern={opts.pattern}), "
+        f"repeat={opts.repeat}, warm-up={opts.warmup} orders\n"
+        f"server: quire api, {opts.workers} uvicorn worker(s); "
+        f"{server_facts(opts.admin_url)} at {make_url(opts.admin_url).host}\n"
+        f"load generator: {client_name} on {'uvloop' if loop_factory else 'asyncio'}, "
+        f"1 connection per client, in this process; {cpus} CPU(s) shared by all\n"
+        f"baseline: psycopg {psycopg.__version__} async, {opts.clients} autocommit connections, "
+        f"{'UPDATE + event INSERT (CTE)' if opts.raw_with_event else 'conditional UPDATE'}",
+        flush=True,
+    )
+    results: list[tuple[PhaseResult, PhaseResult]] = []
+    with (
+        databases(opts) as (api_db, raw_db),
+        tempfile.TemporaryDirectory(prefix="quire-bench-") as tmp,
+        asyncio.Runner(loop_factory=loop_factory) as runner,
+    ):
+        api_url = database_url(opts.admin_url, api_db, "postgresql+psycopg")
+        started = time.perf_counter()
+        seed = seed_database(api_url, opts)
+        admin_execute(opts.admin_url, f"CREATE DATABASE {raw_db} TEMPLATE {api_db}")
+        print(f"seeded in {time.perf_counter() - started:.1f}s", flush=True)
+        server = Server(api_url, opts, Path(tmp))
+        try:
+            server.wait_ready()
+            bench = Bench(opts, seed, api_db, raw_db, server, runner)
+            if seed.warmup:
+                bench.phase("api", seed.warmup, f"{opts.seed}/warm-up")
+                bench.phase("raw", seed.warmup, f"{opts.seed}/warm-up")
+            print_header()
+            for r, order_ids in enumerate(seed.runs):
+                plan_seed = f"{opts.seed}/{r}"
+                api = bench.phase("api", order_ids, plan_seed)
+                raw = bench.phase("raw", order_ids, plan_seed)
+                results.append((api, raw))
+                print_row(str(r + 1), api, raw, api.attempts_per_s / raw.attempts_per_s)
+        except BaseException:
+            if server.process.poll() is not None:
+                print(server.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            server.stop()
+    return report(opts, results)
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def print_header() -> None:
+    print(
+        "\nrun |  API claims/s attempts/s  p50 ms  p95 ms  p99 ms dbl err bad contended |"
+        "  raw claims/s attempts/s  p50 ms  p95 ms  p99 ms dbl | API/raw"
+    )
+
+
+def print_row(label: str, api: PhaseResult, raw: PhaseResult, ratio: float) -> None:
+    print(
+        f"{label:>3} | {api.claims_per_s:12.0f} {api.attempts_per_s:10.0f} {api.p50_ms:7.2f} "
+        f"{api.p95_ms:7.2f} {api.p99_ms:7.2f} {api.double_claims:3d} {api.errors:3d} "
+        f"{api.inconsistent:3d} {api.contended:9d} | {raw.claims_per_s:12.0f} "
+        f"{raw.attempts_per_s:10.0f} {raw.p50_ms:7.2f} {raw.p95_ms:7.2f} {raw.p99_ms:7.2f} "
+        f"{raw.double_claims:3d} | {ratio:7.3f}",
+        flush=True,
+    )
+
+
+def median_phase(phases: Sequence[PhaseResult]) -> PhaseResult:
+    """Medians of the rates and latencies; sums of every correctness count; no CPU figures."""
+
+    def med(name: str) -> float:
+        return statistics.median(getattr(p, name) for p in phases)
+
+    return PhaseResult(
+        wall=med("wall"),
+        attempts=int(med("attempts")),
+        wins=int(med("wins")),
+        claims_per_s=med("claims_per_s"),
+        attempts_per_s=med("attempts_per_s"),
+        p50_ms=med("p50_ms"),
+        p95_ms=med("p95_ms"),
+        p99_ms=med("p99_ms"),
+        double_claims=sum(p.double_claims for p in phases),
+        errors=sum(p.errors for p in phases),
+        inconsistent=sum(p.inconsistent for p in phases),
+        contended=int(med("contended")),
+        churn=int(med("churn")),
+        cpu=None,
+    )
+
+
+def describe_cpu(label: str, phases: Sequence[PhaseResult], server: bool) -> str:
+    """Median cores used per component, and median CPU milliseconds per attempt."""
+    runs = [(p.cpu, p.attempts_per_s) for p in phases if p.cpu is not None]
+    if not runs:
+        return f"{label}: CPU accounting unavailable (no /proc)"
+    names = [*(["server"] if server else []), "postgres", "client", "other"]
+
+    def cores(cpu: CpuUse, name: str) -> float:
+        return float(getattr(cpu, name))
+
+    def med_cores(name: str) -> float:
+        return statistics.median(cores(cpu, name) for cpu, _ in runs)
+
+    def med_ms(name: str) -> float:
+        return statistics.median(cores(cpu, name) * 1000 / rate for cpu, rate in runs)
+
+    split = [f"{name} {med_cores(name):.2f}" for name in names]
+    if server:
+        width = max(len(cpu.server_procs) for cpu, _ in runs)
+        procs = [
+            statistics.median(
+                c.server_procs[i] if i < len(c.server_procs) else 0.0 for c, _ in runs
+            )
+            for i in range(width)
+        ]
+        split[0] += f" ({' + '.join(f'{p:.2f}' for p in procs)} per process)"
+    pad = " " * len(label)
+    return (
+        f"{label}: cores busy {med_cores('machine'):.2f} of {os.cpu_count()}"
+        f" (+{med_cores('stolen'):.2f} stolen by the hypervisor) = {', '.join(split)}\n"
+        f"{pad}  CPU ms per attempt: "
+        + ", ".join(f"{name} {med_ms(name):.3f}" for name in names[:-1])
+    )
+
+
+def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) -> int:
+    api = median_phase([a for a, _ in results])
+    raw = median_phase([r for _, r in results])
+    ratio = statistics.median(a.attempts_per_s / r.attempts_per_s for a, r in results)
+    print_row("med", api, raw, ratio)
+    print(
+        "\n(dbl: double claims, err: answers other than 200/409, bad: orders whose database state"
+        " disagrees with the answers; summed over runs. contended: orders with >= 2 claims in"
+        " flight at once.)\n"
+    )
+    print(describe_cpu("API phase", [a for a, _ in results], server=True))
+    print(describe_cpu("raw phase", [r for _, r in results], server=False))
+    print(
+        f"{' ' * 9}  server DB sessions closed during a run (pool churn): {api.churn}\n"
+        f"{' ' * 9}  'other' = the rest of the machine: other processes and databases, PostgreSQL"
+        " background workers, backends that disconnected mid-run"
+    )
+    doubles = api.double_claims + raw.double_claims
+    print(
+        f"\nmedian over {len(results)} run(s): API {api.claims_per_s:.0f} claims/s, "
+        f"{api.attempts_per_s:.0f} attempts/s, p50/p95/p99 {api.p50_ms:.1f}/{api.p95_ms:.1f}/"
+        f"{api.p99_ms:.1f} ms; raw {raw.claims_per_s:.0f} claims/s, "
+        f"{raw.attempts_per_s:.0f} attempts/s"
+    )
+    print(
+        f"double claims = {api.double_claims} (API) + {raw.double_claims} (raw)   "
+        f"target 0: {'met' if doubles == 0 else 'MISSED'}"
+    )
+    print(f"ratio API/raw = {ratio:.2f}   target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'}")
+    print(
+        json.dumps(
+            {
+                "orders": opts.orders,
+                "clients": opts.clients,
+                "workers": opts.workers,
+                "repeat": len(results),
+                "client": opts.client,
+                "pattern": opts.pattern,
+                "api_claims_per_s": round(api.claims_per_s, 1),
+                "api_attempts_per_s": round(api.attempts_per_s, 1),
+                "api_p50_ms": round(api.p50_ms, 3),
+                "api_p95_ms": round(api.p95_ms, 3),
+                "api_p99_ms": round(api.p99_ms, 3),
+                "api_double_claims": api.double_claims,
+                "api_errors": api.errors,
+                "api_inconsistent": api.inconsistent,
+                "raw_claims_per_s": round(raw.claims_per_s, 1),
+                "raw_attempts_per_s": round(raw.attempts_per_s, 1),
+                "raw_double_claims": raw.double_claims,
+                "ratio": round(ratio, 4),
+            }
+        )
+    )
+    failed = doubles or api.errors or api.inconsistent or raw.errors or raw.inconsistent
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
