@@ -39,7 +39,7 @@ ENV QUIRE_DATA_DIR=/var/lib/quire \
     QUIRE_API_HOST=0.0.0.0 \
     QUIRE_API_PORT=8000
 
-USER quire
+USER root
 WORKDIR /var/lib/quire
 
 EXPOSE 8000

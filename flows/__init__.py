@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Prefect flows: the business processes (QA pipeline, payroll, reconciliation, lifecycle)."""
