@@ -15,19 +15,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# The source tree stays at /app (read-only for the runtime user): prefect.yaml's pull step runs
+# deployments from there (the Prefect worker arrives with the flows issue).
+WORKDIR /app
+
 # Dependencies first, from the lock alone: this layer is rebuilt only when the lock changes.
-COPY requirements.lock /tmp/requirements.lock
-RUN pip install -r /tmp/requirements.lock && rm /tmp/requirements.lock
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
 
-# Then the project itself, as a regular (non-editable) install: everything already resolved
-# above, so --no-deps guarantees nothing outside the lock sneaks in. The source tree is
-# removed afterwards; the image runs the installed packages (migrations included).
-COPY . /tmp/src
-RUN pip install --no-deps /tmp/src && rm -rf /tmp/src
+# Then the project itself, as a regular (non-editable) install: everything is already resolved
+# above, so --no-deps guarantees nothing outside the lock sneaks in.
+COPY . .
+RUN pip install --no-deps . && rm -rf build ./*.egg-info
 
-# Unprivileged runtime user; its home is the data directory (QUIRE_DATA_DIR), the only place
-# the application writes to (SQLite database and generated JWT secret when those are not
-# configured through DATABASE_URL / QUIRE_JWT_SECRET).
+# Unprivileged runtime user. Its home is the data directory (QUIRE_DATA_DIR), the one place the
+# application writes to: the SQLite database and the generated JWT secret when DATABASE_URL /
+# QUIRE_JWT_SECRET are not set, and Prefect's home (~/.prefect) later.
 RUN groupadd --system --gid 10001 quire \
     && useradd --system --uid 10001 --gid quire --home-dir /var/lib/quire --no-create-home \
         --shell /usr/sbin/nologin quire \
@@ -39,8 +42,7 @@ ENV QUIRE_DATA_DIR=/var/lib/quire \
     QUIRE_API_HOST=0.0.0.0 \
     QUIRE_API_PORT=8000
 
-USER root
-WORKDIR /var/lib/quire
+USER quire
 
 EXPOSE 8000
 

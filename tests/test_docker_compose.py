@@ -550,3 +550,26 @@ def test_build_context_holds_what_the_image_installs(pyproject: dict[str, Any]) 
 )
 def test_build_context_leaves_out_local_state_and_secrets(path: str) -> None:
     assert excluded_from_build_context(path)
+
+
+def test_image_holds_the_source_where_prefect_yaml_runs_deployments() -> None:
+    """prefect.yaml's pull step changes into a directory the image copies the source tree to."""
+    prefect_yaml = ROOT / "prefect.yaml"
+    if not prefect_yaml.exists():
+        pytest.skip("no prefect.yaml")
+    directories = [
+        spec["directory"]
+        for step in yaml.safe_load(prefect_yaml.read_text()).get("pull") or []
+        for name, spec in step.items()
+        if name.endswith("set_working_directory")
+    ]
+    source_copies, workdir = set(), "/"
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "WORKDIR":
+            workdir = str(Path(workdir, arguments))
+        elif keyword == "COPY":
+            *sources, destination = [w for w in shlex.split(arguments) if not w.startswith("--")]
+            if "." in sources:
+                source_copies.add(str(Path(workdir, destination)))
+    assert set(directories) <= source_copies, f"the image has the source at {source_copies}"
+    assert not excluded_from_build_context("prefect.yaml")
