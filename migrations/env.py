@@ -5,11 +5,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-import quire.models
+from migrations import target_metadata as _metadata
 from quire.db import Database
 from quire.settings import get_settings
 
-target_metadata = quire.models.Base.metadata
+target_metadata = _metadata()
 
 
 def run(connection: Connection) -> None:

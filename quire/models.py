@@ -1,4 +1,4 @@
-"""Every mapped table, imported in one place so metadata is complete (Alembic, tests)."""
+"""Every table of the kernel, imported in one place (the ledger's are in ledger.models)."""
 
 from quire.auth.models import ApiKey, RateLimitCounter, RefreshToken
 from quire.db import Base

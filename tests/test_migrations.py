@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-import quire.models
+from migrations import target_metadata
 from quire.db import Database
 
 
@@ -14,7 +14,7 @@ def test_migrations_build_exactly_the_schema_the_models_describe(db_url):
     database = Database(db_url)  # db_url fixtures are migrated with quire.migrate.upgrade
     with database.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": False})
-        diff = compare_metadata(context, quire.models.Base.metadata)
+        diff = compare_metadata(context, target_metadata())
     database.dispose()
     assert diff == []
 
@@ -23,5 +23,5 @@ def test_every_table_is_created(db_url):
     database = Database(db_url)
     tables = set(inspect(database.engine).get_table_names())
     database.dispose()
-    assert set(quire.models.Base.metadata.tables) <= tables
+    assert set(target_metadata().tables) <= tables
     assert "alembic_version" in tables

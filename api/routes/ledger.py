@@ -1,0 +1,274 @@
+"""The ledger over HTTP: balances, statements, manual transfers and reversals, invoices."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Work
+from api.errors import responses
+from api.schemas import Out
+from ledger import access
+from ledger.balances import normal_balance
+from ledger.invoices import PERIOD, InvoiceDraft, InvoiceLine
+from quire.errors import Invalid
+from quire.money import CurrencyCode
+
+router = APIRouter(prefix="/ledger", tags=["ledger"])
+READ_ERRORS = responses(401, 403, 404, 422)
+WRITE_ERRORS = responses(401, 403, 404, 409, 422)
+
+
+class AccountOut(Out):
+    id: uuid.UUID
+    kind: str
+    owner_type: str
+    owner_id: uuid.UUID | None
+    currency: str
+    normal_side: str
+    no_negative: bool
+    balance_minor: int = Field(description="On the account's normal side.")
+
+
+def _account(account: Any) -> AccountOut:
+    return AccountOut(
+        id=account.id,
+        kind=account.kind,
+        owner_type=account.owner_type,
+        owner_id=account.owner_id,
+        currency=account.currency,
+        normal_side=account.normal_side,
+        no_negative=account.no_negative,
+        balance_minor=normal_balance(account, account.balance),
+    )
+
+
+class StatementLineOut(BaseModel):
+    entry_id: int
+    transfer_id: uuid.UUID
+    kind: str
+    reference: str
+    effective_at: dt.datetime
+    amount_minor: int
+    running_balance_minor: int
+
+
+class StatementOut(BaseModel):
+    account: AccountOut
+    start: dt.datetime
+    end: dt.datetime
+    opening_balance_minor: int
+    closing_balance_minor: int
+    lines: list[StatementLineOut]
+    next_cursor: int | None
+
+
+class EntryOut(Out):
+    account_id: uuid.UUID
+    currency: str
+    amount: int
+
+
+class TransferOut(Out):
+    id: uuid.UUID
+    kind: str
+    reference: str
+    idempotency_key: str
+    effective_at: dt.datetime
+    created_at: dt.datetime
+    reverses_id: uuid.UUID | None
+    meta: dict[str, Any] = Field(serialization_alias="metadata")
+
+
+class InvoiceOut(Out):
+    id: uuid.UUID
+    specialist_id: uuid.UUID
+    period: str
+    version: int
+    status: str
+    currency: str
+    lines: list[dict[str, Any]]
+    total_minor: int
+    supersedes_id: uuid.UUID | None
+    lock_version: int
+    created_at: dt.datetime
+    issued_at: dt.datetime | None
+    paid_at: dt.datetime | None
+    voided_at: dt.datetime | None
+
+
+def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
+    if not PERIOD.match(period):
+        raise Invalid(f"period {period!r} is not YYYY-MM", code="invalid_period")
+    year, month = map(int, period.split("-"))
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+    return start, end
+
+
+@router.get("/accounts", response_model=list[AccountOut], responses=READ_ERRORS)
+async def list_accounts(
+    work: Work, currency: CurrencyCode | None = None, kind: str | None = None
+) -> list[AccountOut]:
+    """Finance and admins see every account; a specialist sees their own."""
+    return [_account(a) for a in await work.read(access.list_accounts, currency, kind)]
+
+
+@router.get("/accounts/{account_id}", response_model=AccountOut, responses=READ_ERRORS)
+async def get_account(account_id: uuid.UUID, work: Work) -> AccountOut:
+    """The current balance, read in O(1) from the maintained balance."""
+    return _account(await work.read(access.read_account, account_id))
+
+
+@router.get("/accounts/{account_id}/statement", response_model=StatementOut, responses=READ_ERRORS)
+async def get_statement(
+    account_id: uuid.UUID,
+    work: Work,
+    period: Annotated[str | None, Query(description="A month, YYYY-MM")] = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> StatementOut:
+    """Entries of a period with a running balance (`period=YYYY-MM`, or `start` and `end`)."""
+    if period is not None:
+        start, end = _month(period)
+    if start is None or end is None:
+        raise Invalid("give period=YYYY-MM, or both start and end", code="invalid_period")
+    if start.tzinfo is None or end.tzinfo is None or start >= end:
+        raise Invalid("start and end need timezones and start < end", code="invalid_period")
+    st = await work.read(access.read_statement, account_id, start, end, cursor, limit)
+    return StatementOut(
+        account=_account(st.account),
+        start=start,
+        end=end,
+        opening_balance_minor=st.opening_balance,
+        closing_balance_minor=st.closing_balance,
+        lines=[
+            StatementLineOut(
+                entry_id=x.entry_id,
+                transfer_id=x.transfer_id,
+                kind=x.kind,
+                reference=x.reference,
+                effective_at=x.effective_at,
+                amount_minor=x.amount,
+                running_balance_minor=x.running_balance,
+            )
+            for x in st.lines
+        ],
+        next_cursor=st.next_cursor,
+    )
+
+
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=TransferOut,
+    response_model_by_alias=True,
+    responses=WRITE_ERRORS,
+)
+async def post_transfer(body: access.TransferIn, work: Work) -> TransferOut:
+    """A manual, balanced journal entry (finance). Replaying its idempotency key is safe."""
+    return TransferOut.model_validate(await work.write(access.post_transfer, body))
+
+
+class ReverseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post(
+    "/transfers/{transfer_id}/reverse",
+    status_code=201,
+    response_model=TransferOut,
+    response_model_by_alias=True,
+    responses=WRITE_ERRORS,
+)
+async def reverse_transfer(transfer_id: uuid.UUID, body: ReverseIn, work: Work) -> TransferOut:
+    """Correct a transfer by posting its mirror image (nothing is ever edited)."""
+    return TransferOut.model_validate(
+        await work.write(access.reverse_transfer, transfer_id, body.reason)
+    )
+
+
+@router.get("/invoices", response_model=list[InvoiceOut], responses=READ_ERRORS)
+async def list_invoices(
+    work: Work, period: Annotated[str | None, Query(pattern=PERIOD.pattern)] = None
+) -> list[InvoiceOut]:
+    return [InvoiceOut.model_validate(i) for i in await work.read(access.list_invoices, period)]
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses=READ_ERRORS)
+async def get_invoice(invoice_id: uuid.UUID, work: Work) -> InvoiceOut:
+    return InvoiceOut.model_validate(await work.read(access.read_invoice, invoice_id))
+
+
+@router.post("/invoices", status_code=201, response_model=InvoiceOut, responses=WRITE_ERRORS)
+async def create_invoice(body: InvoiceDraft, work: Work) -> InvoiceOut:
+    """Draft the next version of a specialist's invoice for a period."""
+    return InvoiceOut.model_validate(await work.write(access.create_invoice, body))
+
+
+class InvoiceChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: list[InvoiceLine] = Field(min_length=1, max_length=1000)
+
+
+IfMatch = Annotated[
+    int,
+    Header(alias="If-Match", description="The invoice's lock_version you last saw."),
+]
+
+
+@router.put("/invoices/{invoice_id}/lines", response_model=InvoiceOut, responses=WRITE_ERRORS)
+async def edit_invoice(
+    invoice_id: uuid.UUID, body: InvoiceChange, work: Work, if_match: IfMatch
+) -> InvoiceOut:
+    """Edit a draft. A stale `If-Match` (someone edited it since) is a 409."""
+    return InvoiceOut.model_validate(
+        await work.write(access.change_invoice, invoice_id, "edit", if_match, body.lines)
+    )
+
+
+@router.post(
+    "/invoices/{invoice_id}/correct",
+    status_code=201,
+    response_model=InvoiceOut,
+    responses=WRITE_ERRORS,
+)
+async def correct_invoice(
+    invoice_id: uuid.UUID, body: InvoiceChange, work: Work, if_match: IfMatch
+) -> InvoiceOut:
+    """Supersede an issued invoice with a corrected version and post the adjustment."""
+    return InvoiceOut.model_validate(
+        await work.write(access.change_invoice, invoice_id, "correct", if_match, body.lines)
+    )
+
+
+for _action, _summary in (
+    ("issue", "Issue a draft"),
+    ("pay", "Mark an issued invoice paid"),
+    ("void", "Void a draft or issued invoice"),
+):
+
+    def _make(action: str) -> Any:
+        async def change(invoice_id: uuid.UUID, work: Work, if_match: IfMatch) -> InvoiceOut:
+            return InvoiceOut.model_validate(
+                await work.write(access.change_invoice, invoice_id, action, if_match)
+            )
+
+        return change
+
+    router.add_api_route(
+        f"/invoices/{{invoice_id}}/{_action}",
+        _make(_action),
+        methods=["POST"],
+        response_model=InvoiceOut,
+        responses=WRITE_ERRORS,
+        summary=_summary,
+        name=f"{_action}_invoice",
+    )

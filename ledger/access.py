@@ -1,0 +1,159 @@
+"""Who may read and move money. Finance and admins see the whole tenant's ledger; a specialist
+sees only their own accounts and invoices (anything else looks missing)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledger import balances, invoices, posting
+from ledger.models import Account, Invoice, Transfer
+from quire.errors import Invalid, NotFound
+from quire.money import CurrencyCode
+from quire.people.actor import Actor
+from quire.people.models import Role
+
+FINANCE = (Role.FINANCE, Role.ADMIN)
+
+
+def sees_everything(actor: Actor) -> bool:
+    return actor.has(*FINANCE)
+
+
+def list_accounts(
+    session: Session, actor: Actor, *, currency: str | None = None, kind: str | None = None
+) -> list[Account]:
+    stmt = select(Account).order_by(Account.kind, Account.currency, Account.owner_key)
+    if not sees_everything(actor):
+        actor.require(Role.SPECIALIST, *FINANCE)
+        stmt = stmt.where(Account.owner_id == actor.user_id)
+    if currency:
+        stmt = stmt.where(Account.currency == currency)
+    if kind:
+        stmt = stmt.where(Account.kind == kind)
+    return list(session.scalars(stmt))
+
+
+def read_account(session: Session, actor: Actor, account_id: uuid.UUID) -> Account:
+    if not sees_everything(actor):
+        actor.require(Role.SPECIALIST, *FINANCE)
+    account = balances.get_account(session, account_id)
+    if not sees_everything(actor) and account.owner_id != actor.user_id:
+        raise NotFound(f"account {account_id} not found", code="account_not_found")
+    return account
+
+
+def read_statement(
+    session: Session,
+    actor: Actor,
+    account_id: uuid.UUID,
+    start: dt.datetime,
+    end: dt.datetime,
+    after_entry: int | None,
+    limit: int,
+) -> balances.Statement:
+    read_account(session, actor, account_id)
+    return balances.statement(
+        session, account_id, start=start, end=end, after_entry=after_entry, limit=limit
+    )
+
+
+class LegIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: uuid.UUID
+    amount_minor: int = Field(
+        description="Positive debits, negative credits (minor units).", strict=True
+    )
+    currency: CurrencyCode | None = Field(
+        default=None, description="If given, must be the account's currency (a guard)."
+    )
+
+
+class TransferIn(BaseModel):
+    """A manual journal entry (adjustments, opening balances). Business events have helpers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(default="adjustment", min_length=1, max_length=32)
+    reference: str = Field(default="", max_length=200)
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    effective_at: dt.datetime | None = None
+    legs: list[LegIn] = Field(min_length=2, max_length=100)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+
+def post_transfer(session: Session, actor: Actor, body: TransferIn) -> Transfer:
+    actor.require(*FINANCE)
+    for leg in body.legs:
+        if leg.currency is not None:
+            account = balances.get_account(session, leg.account_id)
+            if account.currency != leg.currency:
+                raise Invalid(
+                    f"account {account.id} holds {account.currency}, not {leg.currency}",
+                    code="currency_mismatch",
+                )
+    return posting.post(
+        session,
+        posting.TransferSpec(
+            kind=body.kind,
+            idempotency_key=body.idempotency_key,
+            reference=body.reference,
+            effective_at=body.effective_at,
+            legs=[posting.Leg(leg.account_id, leg.amount_minor) for leg in body.legs],
+            metadata=body.metadata,
+        ),
+    )
+
+
+def reverse_transfer(
+    session: Session, actor: Actor, transfer_id: uuid.UUID, reason: str
+) -> Transfer:
+    actor.require(*FINANCE)
+    return posting.reverse(session, transfer_id, reason=reason)
+
+
+def list_invoices(session: Session, actor: Actor, period: str | None = None) -> list[Invoice]:
+    stmt = select(Invoice).order_by(Invoice.period.desc(), Invoice.specialist_id, Invoice.version)
+    if not sees_everything(actor):
+        actor.require(Role.SPECIALIST, *FINANCE)
+        stmt = stmt.where(Invoice.specialist_id == actor.user_id)
+    if period:
+        stmt = stmt.where(Invoice.period == period)
+    return list(session.scalars(stmt))
+
+
+def read_invoice(session: Session, actor: Actor, invoice_id: uuid.UUID) -> Invoice:
+    if not sees_everything(actor):
+        actor.require(Role.SPECIALIST, *FINANCE)
+    invoice = invoices.get_invoice(session, invoice_id)
+    if not sees_everything(actor) and invoice.specialist_id != actor.user_id:
+        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
+    return invoice
+
+
+def create_invoice(session: Session, actor: Actor, draft: invoices.InvoiceDraft) -> Invoice:
+    actor.require(*FINANCE)
+    return invoices.create_draft(session, actor.tenant_id, draft)
+
+
+def change_invoice(
+    session: Session,
+    actor: Actor,
+    invoice_id: uuid.UUID,
+    action: str,
+    lock_version: int,
+    lines: Sequence[invoices.InvoiceLine] = (),
+) -> Invoice:
+    actor.require(*FINANCE)
+    if action == "edit":
+        return invoices.update_draft(session, invoice_id, lock_version, list(lines))
+    if action == "correct":
+        return invoices.correct(session, invoice_id, lock_version, list(lines))
+    step = {"issue": invoices.issue, "pay": invoices.mark_paid, "void": invoices.void}[action]
+    return step(session, invoice_id, lock_version)
