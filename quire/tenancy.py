@@ -43,7 +43,9 @@ def _touches_tenant_data(state: ORMExecuteState) -> bool:
     tenant_tables = {
         mapper.local_table for mapper in _all_mappers() if issubclass(mapper.class_, TenantScoped)
     }
-    found = find_tables(state.statement, check_columns=True, include_aliases=True, include_crud=True)
+    found = find_tables(
+        state.statement, check_columns=True, include_aliases=True, include_crud=True
+    )
     return any(table in tenant_tables for table in found)
 
 

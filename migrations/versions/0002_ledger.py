@@ -142,7 +142,9 @@ DROP FUNCTION IF EXISTS ledger_refuse_change();
 SQLITE_GUARDS = [
     *(
         f"""CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table}
-            BEGIN SELECT RAISE(ABORT, 'ledger: {op} on {table} is not allowed (append-only)'); END"""
+            BEGIN
+                SELECT RAISE(ABORT, 'ledger: {op} on {table} is not allowed (append-only)');
+            END"""
         for table in ("ledger_transfers", "ledger_entries")
         for op in ("UPDATE", "DELETE")
     ),
@@ -154,7 +156,9 @@ SQLITE_GUARDS = [
            NEW.lines IS NOT OLD.lines OR NEW.total_minor <> OLD.total_minor
            OR NEW.currency <> OLD.currency OR NEW.specialist_id <> OLD.specialist_id
            OR NEW.period <> OLD.period OR NEW.version <> OLD.version)
-       BEGIN SELECT RAISE(ABORT, 'ledger: an issued invoice cannot change; issue a correction'); END""",
+       BEGIN
+           SELECT RAISE(ABORT, 'ledger: an issued invoice cannot change; issue a correction');
+       END""",
     """CREATE TRIGGER ledger_invoices_no_delete BEFORE DELETE ON ledger_invoices
        BEGIN SELECT RAISE(ABORT, 'ledger: invoices are never deleted; void them'); END""",
 ]
@@ -176,7 +180,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.CheckConstraint(
-            "NOT no_negative OR (CASE WHEN normal_side = 'debit' THEN balance ELSE -balance END) >= 0",
+            "NOT no_negative OR "
+            "(CASE WHEN normal_side = 'debit' THEN balance ELSE -balance END) >= 0",
             name=op.f("ck_ledger_accounts_no_negative_balance"),
         ),
         sa.CheckConstraint(

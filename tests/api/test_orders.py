@@ -43,11 +43,16 @@ async def test_a_manager_drafts_publishes_and_cancels(client, world):
 async def test_claim_release_and_submit_over_http(client, world):
     order = await publish_order(client, world.manager)
     oid = order["id"]
-    assert (await client.post(f"/orders/{oid}/claim", headers=world.specialist.auth)).status_code == 200
+    assert (
+        await client.post(f"/orders/{oid}/claim", headers=world.specialist.auth)
+    ).status_code == 200
     lost = await client.post(f"/orders/{oid}/claim", headers=world.specialist1.auth)
     assert (lost.status_code, lost.json()["code"]) == (409, "illegal_transition")
-    sub = await client.post(f"/orders/{oid}/submissions", json={"content": "Ledgers, explained."},
-                            headers=world.specialist.auth)
+    sub = await client.post(
+        f"/orders/{oid}/submissions",
+        json={"content": "Ledgers, explained."},
+        headers=world.specialist.auth,
+    )
     assert sub.status_code == 201
     assert sub.json()["number"] == 1
     listed = await client.get(f"/orders/{oid}/submissions", headers=world.manager.auth)
@@ -61,18 +66,24 @@ async def test_bidding_over_http(client, world):
     oid = order["id"]
     claim = await client.post(f"/orders/{oid}/claim", headers=world.specialist.auth)
     assert (claim.status_code, claim.json()["code"]) == (409, "order_requires_bidding")
-    a = await client.post(f"/orders/{oid}/bids", json={"amount_minor": 20_000},
-                          headers=world.specialist.auth)
-    b = await client.post(f"/orders/{oid}/bids", json={"amount_minor": 18_000, "note": "fast"},
-                          headers=world.specialist1.auth)
+    a = await client.post(
+        f"/orders/{oid}/bids", json={"amount_minor": 20_000}, headers=world.specialist.auth
+    )
+    b = await client.post(
+        f"/orders/{oid}/bids",
+        json={"amount_minor": 18_000, "note": "fast"},
+        headers=world.specialist1.auth,
+    )
     assert a.status_code == b.status_code == 201
     mine = await client.get(f"/orders/{oid}/bids", headers=world.specialist.auth)
     assert [x["id"] for x in mine.json()] == [a.json()["id"]]
-    withdrawn = await client.post(f"/orders/{oid}/bids/{a.json()['id']}/withdraw",
-                                  headers=world.specialist.auth)
+    withdrawn = await client.post(
+        f"/orders/{oid}/bids/{a.json()['id']}/withdraw", headers=world.specialist.auth
+    )
     assert withdrawn.json()["status"] == "withdrawn"
-    awarded = await client.post(f"/orders/{oid}/bids/{b.json()['id']}/award",
-                                headers=world.manager.auth)
+    awarded = await client.post(
+        f"/orders/{oid}/bids/{b.json()['id']}/award", headers=world.manager.auth
+    )
     assert awarded.status_code == 200
     assert (awarded.json()["status"], awarded.json()["fee_minor"]) == ("awarded", 18_000)
     assert awarded.json()["specialist_id"] == str(world.specialist1.id)
@@ -109,8 +120,9 @@ async def test_a_retried_submit_creates_one_submission(client, world, database):
     headers = {**world.specialist.auth, "Idempotency-Key": "submit-7"}
     first = await client.post(f"/orders/{oid}/submissions", json={"content": "v1"}, headers=headers)
     again = await client.post(f"/orders/{oid}/submissions", json={"content": "v1"}, headers=headers)
-    changed = await client.post(f"/orders/{oid}/submissions", json={"content": "v2"},
-                                headers=headers)
+    changed = await client.post(
+        f"/orders/{oid}/submissions", json={"content": "v2"}, headers=headers
+    )
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
     assert changed.status_code == 422
@@ -148,8 +160,9 @@ BAD_ORDERS = [
 
 
 @pytest.mark.parametrize(("override", "status", "field"), BAD_ORDERS)
-async def test_a_bad_order_is_refused_and_nothing_is_written(client, world, database,
-                                                             override, status, field):
+async def test_a_bad_order_is_refused_and_nothing_is_written(
+    client, world, database, override, status, field
+):
     response = await client.post("/orders", json=order_body(**override), headers=world.manager.auth)
     assert response.status_code == status, response.text
     body = response.json()
@@ -161,8 +174,11 @@ async def test_a_bad_order_is_refused_and_nothing_is_written(client, world, data
 
 
 async def test_malformed_json_is_a_400(client, world, database):
-    response = await client.post("/orders", content=b'{"title": "x",', headers={
-        **world.manager.auth, "content-type": "application/json"})
+    response = await client.post(
+        "/orders",
+        content=b'{"title": "x",',
+        headers={**world.manager.auth, "content-type": "application/json"},
+    )
     assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
     assert response.headers["content-type"] == "application/problem+json"
     assert await count_rows(database, Order) == 0
@@ -178,14 +194,20 @@ async def test_an_oversized_body_is_a_413(client, world, database):
 async def test_bad_bids_and_submissions_are_refused(client, world, database):
     bidding = await publish_order(client, world.manager, mode="bidding")
     for amount in (0, -1, 10**14, 1.5):
-        r = await client.post(f"/orders/{bidding['id']}/bids", json={"amount_minor": amount},
-                              headers=world.specialist.auth)
+        r = await client.post(
+            f"/orders/{bidding['id']}/bids",
+            json={"amount_minor": amount},
+            headers=world.specialist.auth,
+        )
         assert r.status_code == 422, amount
     order = await publish_order(client, world.manager)
     await client.post(f"/orders/{order['id']}/claim", headers=world.specialist.auth)
     for content in ("", "   ", None, 42):
-        r = await client.post(f"/orders/{order['id']}/submissions", json={"content": content},
-                              headers=world.specialist.auth)
+        r = await client.post(
+            f"/orders/{order['id']}/submissions",
+            json={"content": content},
+            headers=world.specialist.auth,
+        )
         assert r.status_code == 422, content
     assert await count_rows(database, Submission) == 0
 
@@ -203,9 +225,13 @@ async def test_an_unknown_id_or_a_malformed_one_is_clear(client, world):
 async def test_listing_filters_sorts_and_pages(client, world):
     fees = [5_000, 15_000, 10_000, 20_000, 1_000]
     for i, fee in enumerate(fees):
-        await publish_order(client, world.manager, fee_minor=fee,
-                            currency="EUR" if i % 2 else "USD",
-                            skill="editing" if i == 0 else "copywriting")
+        await publish_order(
+            client,
+            world.manager,
+            fee_minor=fee,
+            currency="EUR" if i % 2 else "USD",
+            skill="editing" if i == 0 else "copywriting",
+        )
     await publish_order(client, world.manager, publish=False, fee_minor=99_999)
 
     seen: list[int] = []
@@ -235,8 +261,14 @@ async def test_listing_filters_sorts_and_pages(client, world):
 
 
 async def test_listing_rejects_bad_parameters(client, world):
-    for params in ({"limit": 0}, {"limit": 1000}, {"sort": "title"}, {"status": "lost"},
-                   {"currency": "ZZZ"}, {"cursor": "garbage"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 1000},
+        {"sort": "title"},
+        {"status": "lost"},
+        {"currency": "ZZZ"},
+        {"cursor": "garbage"},
+    ):
         r = await client.get("/orders", params=params, headers=world.manager.auth)
         assert r.status_code == 422, params
 

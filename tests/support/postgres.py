@@ -65,7 +65,9 @@ def _free_port() -> int:
 def _throwaway_cluster() -> Availability:
     bindir = _bindir()
     if bindir is None:
-        return Availability(None, "no PostgreSQL: set QUIRE_TEST_DATABASE_URL or put initdb on PATH")
+        return Availability(
+            None, "no PostgreSQL: set QUIRE_TEST_DATABASE_URL or put initdb on PATH"
+        )
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Availability(
             None, "initdb refuses to run as root: set QUIRE_TEST_DATABASE_URL to a server"
@@ -78,14 +80,26 @@ def _throwaway_cluster() -> Availability:
         capture_output=True,
     )
     subprocess.run(
-        [bindir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
-         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+        [
+            bindir / "pg_ctl",
+            "-D",
+            root / "data",
+            "-l",
+            root / "log",
+            "-w",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
         check=True,
         capture_output=True,
     )
     atexit.register(
-        lambda: subprocess.run([bindir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
-                               capture_output=True, check=False)
+        lambda: subprocess.run(
+            [bindir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
     )
     return Availability(f"postgresql://postgres@127.0.0.1:{port}/postgres")
 

@@ -58,8 +58,11 @@ def build_world(database: Database, slug: str, *, specialists: int = 2) -> World
         ("finance", [Role.FINANCE], None),
     ]
     cast += [
-        (f"specialist{i}" if i else "specialist", [Role.SPECIALIST],
-         {"payout_currency": "EUR", "skills": ["copywriting"]})
+        (
+            f"specialist{i}" if i else "specialist",
+            [Role.SPECIALIST],
+            {"payout_currency": "EUR", "skills": ["copywriting"]},
+        )
         for i in range(specialists)
     ]
     with database.session(write=True) as session:
@@ -71,8 +74,9 @@ def build_world(database: Database, slug: str, *, specialists: int = 2) -> World
             user = people.add_user(
                 session,
                 tenant.id,
-                people.UserDraft(email=email, display_name=name, password=PASSWORD, roles=roles,
-                                 profile=profile),
+                people.UserDraft(
+                    email=email, display_name=name, password=PASSWORD, roles=roles, profile=profile
+                ),
             )
             world.people[name] = Person(user.id, email, list(user.roles), tenant.id, slug)
     return world
@@ -80,8 +84,8 @@ def build_world(database: Database, slug: str, *, specialists: int = 2) -> World
 
 async def login(client: httpx.AsyncClient, person: Person) -> Person:
     response = await client.post(
-        "/auth/login", json={"tenant": person.tenant_slug, "email": person.email,
-                             "password": PASSWORD}
+        "/auth/login",
+        json={"tenant": person.tenant_slug, "email": person.email, "password": PASSWORD},
     )
     assert response.status_code == 200, response.text
     person.token = response.json()["access_token"]
@@ -108,7 +112,9 @@ def order_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def publish_order(client: httpx.AsyncClient, manager: Person, **overrides: Any) -> dict[str, Any]:
+async def publish_order(
+    client: httpx.AsyncClient, manager: Person, **overrides: Any
+) -> dict[str, Any]:
     response = await client.post("/orders", json=order_body(**overrides), headers=manager.auth)
     assert response.status_code == 201, response.text
     return response.json()

@@ -62,15 +62,23 @@ def test_each_change_writes_its_event_in_the_same_transaction(database, acme):
         orders.claim(s, acme.specialist.actor, order_id)
         orders.submit(s, acme.specialist.actor, order_id, SubmissionDraft(content="done"))
     assert events_of(database, acme, order_id) == [
-        "order.created", "order.published", "order.claimed", "order.submitted",
+        "order.created",
+        "order.published",
+        "order.claimed",
+        "order.submitted",
     ]
 
 
 def test_a_failed_unit_of_work_leaves_neither_change_nor_event(database, acme):
     order_id = new_order(database, acme)
-    with pytest.raises(RuntimeError), database.session(acme.tenant_id, write=True) as s:
-        orders.claim(s, acme.specialist.actor, order_id)
-        raise RuntimeError("crash after the claim, before commit")
+
+    def claim_then_crash() -> None:
+        with database.session(acme.tenant_id, write=True) as s:
+            orders.claim(s, acme.specialist.actor, order_id)
+            raise RuntimeError("crash after the claim, before commit")
+
+    with pytest.raises(RuntimeError):
+        claim_then_crash()
     assert load(database, acme, order_id).status == OrderStatus.OPEN
     assert "order.claimed" not in events_of(database, acme, order_id)
 
@@ -92,7 +100,10 @@ def test_the_loser_of_a_claim_learns_it_was_taken(database, acme):
     order_id = new_order(database, acme)
     with database.session(acme.tenant_id, write=True) as s:
         orders.claim(s, acme.specialist.actor, order_id)
-    with pytest.raises(IllegalTransition) as lost, database.session(acme.tenant_id, write=True) as s:
+    with (
+        pytest.raises(IllegalTransition) as lost,
+        database.session(acme.tenant_id, write=True) as s,
+    ):
         orders.claim(s, acme.specialist1.actor, order_id)
     assert lost.value.status == OrderStatus.CLAIMED
 
@@ -114,8 +125,11 @@ def test_only_the_holder_submits_and_submissions_are_numbered(database, acme):
 def test_claiming_after_the_deadline_is_refused(database, acme):
     order_id = new_order(database, acme)
     with database.session(acme.tenant_id, write=True) as s:
-        s.execute(update(Order).where(Order.id == order_id)
-                  .values(deadline=utcnow() - dt.timedelta(minutes=1)))
+        s.execute(
+            update(Order)
+            .where(Order.id == order_id)
+            .values(deadline=utcnow() - dt.timedelta(minutes=1))
+        )
     with pytest.raises(Conflict) as refused, database.session(acme.tenant_id, write=True) as s:
         orders.claim(s, acme.specialist.actor, order_id)
     assert refused.value.code == "deadline_passed"
@@ -135,9 +149,8 @@ def test_release_reopens_the_order_for_everyone(database, acme):
 
 def test_bidding_awards_one_bid_at_its_price_and_the_rest_lose(database, acme):
     order_id = new_order(database, acme, mode="bidding")
-    with database.session(acme.tenant_id, write=True) as s:
-        with pytest.raises(Conflict):
-            orders.claim(s, acme.specialist.actor, order_id)
+    with database.session(acme.tenant_id, write=True) as s, pytest.raises(Conflict):
+        orders.claim(s, acme.specialist.actor, order_id)
     with database.session(acme.tenant_id, write=True) as s:
         low = orders.place_bid(s, acme.specialist.actor, order_id, BidDraft(amount_minor=9_000))
         high = orders.place_bid(s, acme.specialist1.actor, order_id, BidDraft(amount_minor=11_000))
@@ -146,7 +159,10 @@ def test_bidding_awards_one_bid_at_its_price_and_the_rest_lose(database, acme):
     with database.session(acme.tenant_id, write=True) as s:
         order = orders.award_bid(s, acme.manager.actor, order_id, low.id)
     assert (order.status, order.specialist_id, order.fee_minor) == (
-        OrderStatus.AWARDED, acme.specialist.id, 9_000)
+        OrderStatus.AWARDED,
+        acme.specialist.id,
+        9_000,
+    )
     with database.session(acme.tenant_id) as s:
         statuses = {b.id: b.status for b in orders.list_bids(s, acme.manager.actor, order_id)}
     assert statuses == {low.id: "awarded", high.id: "lost"}
@@ -173,8 +189,9 @@ def test_tenant_scope_is_applied_to_every_query(database, acme):
     with database.session(None) as s:
         with pytest.raises(TenantScopeMissing):
             s.scalar(select(Order))
-        assert s.scalar(select(func.count()).select_from(Order)
-                        .execution_options(**ALL_TENANTS)) == 1
+        assert (
+            s.scalar(select(func.count()).select_from(Order).execution_options(**ALL_TENANTS)) == 1
+        )
 
 
 @pytest.mark.postgres
@@ -211,8 +228,9 @@ def test_exactly_one_of_32_concurrent_claimants_wins(pg_url):
     assert losses == {"illegal_transition": 31 * len(order_ids)}
     with database.session(world.tenant_id) as s:
         claimed = list(s.scalars(select(Order).where(Order.id.in_(order_ids))))
-        claim_events = Counter(s.scalars(select(Event.aggregate_id).where(
-            Event.type == "order.claimed")))
+        claim_events = Counter(
+            s.scalars(select(Event.aggregate_id).where(Event.type == "order.claimed"))
+        )
     assert {o.status for o in claimed} == {OrderStatus.CLAIMED}
     assert all(o.specialist_id is not None and o.version == 3 for o in claimed)
     assert claim_events == dict.fromkeys(order_ids, 1)

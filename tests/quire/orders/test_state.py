@@ -36,8 +36,15 @@ def test_an_illegal_transition_is_refused_with_the_reason(action, status):
 
 def test_the_happy_path_reads_like_the_marketplace():
     status = OrderStatus.DRAFT
-    for action in (Action.PUBLISH, Action.CLAIM, Action.SUBMIT, Action.START_REVIEW,
-                   Action.REQUEST_REWORK, Action.SUBMIT, Action.ACCEPT):
+    for action in (
+        Action.PUBLISH,
+        Action.CLAIM,
+        Action.SUBMIT,
+        Action.START_REVIEW,
+        Action.REQUEST_REWORK,
+        Action.SUBMIT,
+        Action.ACCEPT,
+    ):
         status = target(action, status)
     assert status is OrderStatus.ACCEPTED
 
