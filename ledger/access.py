@@ -26,7 +26,7 @@ def sees_everything(actor: Actor) -> bool:
 
 
 def list_accounts(
-    session: Session, actor: Actor, *, currency: str | None = None, kind: str | None = None
+    session: Session, actor: Actor, currency: str | None = None, kind: str | None = None
 ) -> list[Account]:
     stmt = select(Account).order_by(Account.kind, Account.currency, Account.owner_key)
     if not sees_everything(actor):

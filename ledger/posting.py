@@ -293,7 +293,7 @@ def reverse(session: Session, transfer_id: uuid.UUID, *, reason: str = "") -> Tr
             select(Entry.account_id, Entry.amount)
             .where(Entry.transfer_id == transfer_id)
             .order_by(Entry.id)
-        ).tuples()
+        )
     ]
     return post(
         session,
