@@ -7,7 +7,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from quire.auth import access_tokens
@@ -87,5 +86,3 @@ def unit_of_work(request: Request, actor: CurrentActor) -> UnitOfWork:
 
 
 Work = Annotated[UnitOfWork, Depends(unit_of_work)]
-
-__all__ = ["CurrentActor", "Session", "Work"]

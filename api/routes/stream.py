@@ -30,10 +30,11 @@ async def follow(
         position = hub.position
         last = position
         if last_event_id is not None:
-            last = min(last_event_id, position)
-            for event in await hub.replay(actor, last, position):
+            for event in await hub.replay(actor, min(last_event_id, position), position):
                 yield event
-            last = position
+            # The client may already hold ids beyond our position (it came from a process that
+            # was ahead): never send those twice.
+            last = max(last_event_id, position)
         while True:
             event = await sub.next(wait=3600)
             if event is not None and event.id > last:
