@@ -22,14 +22,6 @@ T = TypeVar("T")
 bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login, or an API key")
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def get_database(request: Request) -> Database:
-    return request.app.state.database
-
-
 def token_config(settings: Settings) -> TokenConfig:
     return TokenConfig(
         secret=settings.jwt_signing_key(),

@@ -107,14 +107,19 @@ def _clean_errors(raw: list[Any]) -> list[dict[str, Any]]:
     return cleaned
 
 
+def domain_problem(exc: DomainError) -> JSONResponse:
+    """The response for a domain failure (also for routes that must add headers to it)."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    if isinstance(exc, Unauthenticated):
+        headers = {"WWW-Authenticate": "Bearer"}
+    extra = {k: v for k, v in exc.details.items() if k not in ("retry_after",)} or None
+    return problem(status_for(exc), exc.code, exc.message, headers=headers, extra=extra)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-        if isinstance(exc, Unauthenticated):
-            headers = {"WWW-Authenticate": "Bearer"}
-        extra = {k: v for k, v in exc.details.items() if k not in ("retry_after",)} or None
-        return problem(status_for(exc), exc.code, exc.message, headers=headers, extra=extra)
+        return domain_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

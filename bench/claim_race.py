@@ -1,43 +1,55 @@
 """Claim race benchmark: the real HTTP server (uvicorn) on PostgreSQL versus the bare UPDATE.
 
+    .venv/bin/python bench/claim_race.py --repeat 3            # N=100 orders, C=32 clients
+    .venv/bin/python bench/claim_race.py --orders 500 --pattern lockstep
+
 Method
 ------
-1. Create a fresh database ``quire_bench_<random>_api`` on the server behind ``--admin-url``,
-   migrate it (Alembic), and seed one tenant: a manager, ``C`` specialists and, through the domain
-   service (``create_order(..., publish=True)``), one warm-up set plus ``R`` race sets of ``N``
-   open claim-mode orders each (``R`` = ``--repeat``).
-2. Copy it with ``CREATE DATABASE ... TEMPLATE`` into ``quire_bench_<random>_raw``: the baseline
-   gets byte-for-byte the same data, untouched by the API run.
-3. Start ``python -m quire.cli api --workers W`` on the API database and wait for
-   ``/health/ready``. Access tokens for the specialists are minted with the server's JWT secret
-   (no logins, so login rate limits and Argon2 stay out of the measurement).
-4. Each of the ``C`` clients is one specialist with one keep-alive connection. In a run every
-   client tries to claim every order of that run's set, one request at a time, in its own
-   shuffled order (``--pattern lockstep``: all clients walk the same order, so every order is
-   fought over by all C clients at nearly the same moment). That is ``N x C`` attempts: exactly
-   ``N`` must answer 200, all others 409. Per-request latency is measured in the client.
-5. The baseline replays the same attempt pattern (same per-client sequences, same ``C``) against
-   the copy with psycopg: ``C`` autocommit connections, each issuing the conditional UPDATE the
-   API issues (``UPDATE orders SET status = 'claimed', ... WHERE id = $1 AND tenant_id = $2 AND
-   status = 'open' AND mode = 'claim' AND deadline > now() RETURNING id``); ``--raw-with-event``
-   adds the event INSERT the API writes in the same transaction, as one CTE statement.
-6. Afterwards both databases are checked: a double claim is an order that two clients were told
-   they won, or (API) that has more than one ``order.claimed`` event. Orders the database says were
-   claimed by someone other than the HTTP winner, or not at all, are reported as inconsistencies.
-7. CPU seconds of the server processes, of all PostgreSQL processes and of this process (the load
-   generator) are read from ``/proc`` around each phase, so the report says where the 2 cores went.
+1. Create a fresh database ``quire_bench_claim_<random>_api`` on the server behind
+   ``--admin-url``, migrate it (Alembic) and seed one tenant through the domain services: a
+   manager, ``C`` specialists, and with ``create_order(..., publish=True)`` one warm-up set plus
+   one set of ``N`` open claim-mode orders per run (``--repeat R`` runs).
+2. Copy it with ``CREATE DATABASE ... TEMPLATE`` into ``quire_bench_claim_<random>_raw``, so the
+   baseline gets the same rows (same ids), untouched by the API. Both are dropped at the end.
+3. Start ``python -m quire.cli api --workers W`` (uvicorn; uvloop and httptools when installed)
+   on the API database and wait for ``/health/ready``. Access tokens for the specialists are
+   minted with the server's JWT secret: no logins, so login rate limits and Argon2 stay out.
+4. Each of the ``C`` clients is one specialist with one keep-alive connection, opened before the
+   clock starts, one after another with one request each (uvicorn's workers share one listening
+   socket: a burst of simultaneous connects lands on a single worker; the report shows how the
+   connections were spread over the server processes). Then every client tries to claim every
+   order of the run's set, one request at a time, in its own shuffled order (``--pattern
+   lockstep``: all clients in the same order, so each order is fought over by all C clients at
+   nearly the same moment). That is ``N x C`` attempts, of which exactly ``N`` must answer 200
+   and all others 409. Latency is measured per request in the client.
+5. The baseline replays the same attempts (same per-client sequences, same ``C``) against the copy
+   with psycopg: ``C`` autocommit connections issuing the conditional UPDATE the API issues,
+   ``UPDATE orders SET status = 'claimed', ... WHERE id = $1 AND tenant_id = $2 AND status =
+   'open' AND mode = 'claim' AND deadline > now() RETURNING id``. ``--raw-with-event`` adds the
+   ``order.claimed`` event INSERT the API commits with it, as one CTE statement.
+6. Both databases are then checked. A double claim is an order that two clients were told they
+   won or (API) that has more than one ``order.claimed`` event; an order whose database winner is
+   not the client that got the 200, or that stayed open, counts as ``bad``.
+7. CPU seconds of the server processes, of PostgreSQL backends serving the benchmark databases and
+   of this process (the load generator) are read from ``/proc`` around each measured phase, with
+   the machine-wide total: the report says where the cores went, and how much of them other
+   work on the machine (or the hypervisor) took. From these, ``CPU cost ratio raw/API`` = CPU
+   seconds per raw attempt / CPU seconds per API attempt (server + PostgreSQL + client): what
+   the ratio would be if both phases got the same CPU, a figure other load disturbs less.
 
-claims/s = successful claims / wall time, attempts/s = all attempts / wall time; both phases
-perform the same attempts, so ``ratio API/raw`` = raw wall time / API wall time. With ``--repeat
-R`` every figure is the median over the R runs (the ratio: median of the per-run ratios); double
-claims are summed. The warm-up set is raced once per phase before the measured runs.
+claims/s = successful claims / wall time; attempts/s = all attempts / wall time. Both phases make
+the same attempts, so ``ratio API/raw`` = raw wall time / API wall time. With ``--repeat R`` rates
+and latencies are medians over the R runs (the ratio is the median of the per-run ratios) and the
+correctness counts are sums; each run uses its own fresh set of orders, API phase then raw phase.
+A warm-up set is raced once per phase beforehand and not reported. The exit status is 1 when any
+double claim, error or bad order was seen (the ratio target only shows in the output).
 
 The load generator runs in this process, on the same cores as the server and PostgreSQL. By
-default it speaks HTTP/1.1 over raw asyncio streams on uvloop (a few tens of microseconds of CPU
-per request); ``--client httpx`` uses ``httpx.AsyncClient`` instead (several times more CPU per
-request, which the server then lacks).
-
-    .venv/bin/python bench/claim_race.py --repeat 3
+default it speaks HTTP/1.1 over raw asyncio streams on uvloop (about 0.2 ms of CPU per request);
+``--client httpx`` uses ``httpx.AsyncClient`` instead, about five times as much CPU taken from
+the cores the server needs. Every attempt is a full request, so the work grows as N x C: the
+default N is 100 (3,200 requests per run), because at the API's few hundred requests/s on two
+shared cores the issue's N=500 (16,000 requests) takes minutes per run; ``--orders 500`` runs it.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import random
@@ -61,7 +74,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 import psycopg
@@ -76,6 +89,9 @@ JWT_AUDIENCE = "quire-api"
 REQUEST_TIMEOUT = 30.0
 
 WON, LOST, FAILED = 200, 409, 0
+
+# One claim attempt: client index, order id, start and end (perf_counter seconds), status.
+Attempt = tuple[int, uuid.UUID, float, float, int]
 
 CLAIM_SQL = """
 UPDATE orders
@@ -124,6 +140,7 @@ class Options:
     raw_with_event: bool
     seed: int
     keep: bool
+    stagger: float
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -131,11 +148,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         description="Claim race through uvicorn on PostgreSQL versus the bare conditional UPDATE.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--orders", "-n", type=int, default=500, help="orders per run (N)")
+    parser.add_argument("--orders", "-n", type=int, default=100, help="orders per run (N)")
     parser.add_argument("--clients", "-c", type=int, default=32, help="concurrent clients (C)")
     parser.add_argument("--workers", "-w", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--repeat", "-r", type=int, default=1, help="runs; medians are reported")
-    parser.add_argument("--warmup", type=int, default=50, help="orders in the unmeasured warm-up")
+    parser.add_argument("--warmup", type=int, default=10, help="orders in the unmeasured warm-up")
     parser.add_argument(
         "--pattern",
         choices=("shuffle", "lockstep"),
@@ -166,6 +183,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         action="store_true",
         help="the baseline also inserts the order.claimed event (one CTE statement)",
     )
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="extra milliseconds between two clients' connects (they connect one after another; "
+        "uvicorn's workers share one listening socket, so how connections spread matters)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the attempt orders")
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     args = parser.parse_args(argv)
@@ -189,6 +213,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         raw_with_event=args.raw_with_event,
         seed=args.seed,
         keep=args.keep,
+        stagger=args.stagger,
     )
 
 
@@ -198,11 +223,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 def database_url(admin_url: str, name: str, driver: str = "postgresql") -> str:
     url = make_url(admin_url).set(drivername=driver, database=name)
     return url.render_as_string(hide_password=False)
-
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+psycopg://``) as libpq wants it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def admin_dsn(admin_url: str) -> str:
@@ -306,7 +326,7 @@ def verify(
 ) -> Verdict:
     """What the database says happened to `order_ids`, checked against what clients were told."""
     verdict = Verdict()
-    with psycopg.connect(libpq_url(url)) as conn:
+    with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT id, status, specialist_id FROM orders WHERE id = ANY(%s)", (list(order_ids),)
         ).fetchall()
@@ -359,9 +379,10 @@ class Server:
             env["QUIRE_DB_MAX_OVERFLOW"] = str(opts.max_overflow)
         self._log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "quire.cli", "api", "--host", HOST, "--port", str(self.port)]
+        cmd += ["--workers", str(opts.workers)]
         # cwd: a directory without a stray .env for pydantic-settings to pick up.
         self.process = subprocess.Popen(
-            [*cmd, "--workers", str(opts.workers)],
+            cmd,
             cwd=workdir,
             env=env,
             stdout=self._log,
@@ -436,6 +457,39 @@ def read_procs() -> dict[int, ProcStat]:
     return procs
 
 
+def process_tree(procs: dict[int, ProcStat], root: int) -> list[int]:
+    """`root` and its descendants, parents first."""
+    if root not in procs:
+        return []
+    tree = [root]
+    for proc in sorted(procs.values(), key=lambda p: p.pid):
+        if proc.ppid in tree:
+            tree.append(proc.pid)
+    return tree
+
+
+def connections_per_process(root: int, port: int) -> tuple[int, ...]:
+    """Established TCP connections to `port` held by each process of the server, most first:
+    which uvicorn worker got which keep-alive client."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f[9])
+    counts = []
+    for pid in process_tree(read_procs(), root):
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    held += link.startswith("socket:[") and link[8:-1] in inodes
+        counts.append(held)
+    return tuple(sorted((c for c in counts if c), reverse=True))
+
+
 def serves(pid: int, databases: Sequence[str]) -> bool:
     """Whether a postgres process is a backend of one of `databases` (from its ps title)."""
     try:
@@ -469,12 +523,8 @@ def cpu_snapshot(server_pid: int | None, databases: Sequence[str]) -> CpuSnapsho
     except (OSError, ValueError, IndexError):
         return None
     server: dict[int, float] = {}
-    if server_pid is not None and server_pid in procs:
-        tree = {server_pid}
-        for proc in sorted(procs.values(), key=lambda p: p.pid):
-            if proc.ppid in tree:
-                tree.add(proc.pid)
-        server = {pid: procs[pid].cpu for pid in tree}
+    if server_pid is not None:
+        server = {pid: procs[pid].cpu for pid in process_tree(procs, server_pid)}
     postgres = {
         p.pid: p.cpu for p in procs.values() if p.comm == "postgres" and serves(p.pid, databases)
     }
@@ -487,7 +537,7 @@ class CpuUse:
 
     server: float
     server_procs: tuple[float, ...]  # the busiest server processes, descending
-    postgres: float  # backends of the benchmark databases alive at both ends of the phase
+    postgres: float  # backends of the benchmark database that were alive at the end of the phase
     client: float
     machine: float  # every process on the machine (not counting time stolen by the hypervisor)
     stolen: float
@@ -547,17 +597,24 @@ class RawHttpClaimant:
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
+        """Connect and make one round trip (GET /health/live), as httpx's open does."""
         self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+        live = f"GET /health/live HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode()
+        if await self._request(live) != 200:
+            raise ConnectionError("GET /health/live did not answer 200")
 
     async def claim(self, order_id: uuid.UUID) -> int:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
                 return await self._request(self.prefix + str(order_id).encode() + self.suffix)
         except (OSError, EOFError, TimeoutError, ValueError, asyncio.IncompleteReadError):
-            await self.close()
             with contextlib.suppress(OSError):
-                await self.open()
+                await self._reconnect()
             return FAILED
+
+    async def _reconnect(self) -> None:
+        await self.close()
+        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
 
     async def _request(self, request: bytes) -> int:
         if self.reader is None or self.writer is None:
@@ -582,8 +639,7 @@ class RawHttpClaimant:
         else:
             await self.reader.readexactly(length)
         if close:
-            await self.close()
-            await self.open()
+            await self._reconnect()
         return status
 
     async def close(self) -> None:
@@ -595,6 +651,8 @@ class RawHttpClaimant:
 
 
 class HttpxClaimant:
+    """The same client on httpx.AsyncClient (one client, one connection each)."""
+
     def __init__(self, port: int, token: str) -> None:
         self.port = port
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -609,7 +667,8 @@ class HttpxClaimant:
         await self.client.get("/health/live")  # connect before the clock starts
 
     async def claim(self, order_id: uuid.UUID) -> int:
-        assert self.client is not None
+        if self.client is None:
+            raise RuntimeError("open() first")
         try:
             response = await self.client.post(f"/orders/{order_id}/claim", headers=self.headers)
         except httpx.HTTPError:
@@ -634,7 +693,8 @@ class SqlClaimant:
         self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
 
     async def claim(self, order_id: uuid.UUID) -> int:
-        assert self.conn is not None
+        if self.conn is None:
+            raise RuntimeError("open() first")
         try:
             cursor = await self.conn.execute(
                 self.sql,  # type: ignore[arg-type]
@@ -653,26 +713,37 @@ class SqlClaimant:
 # -- one race ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Target:
+    database: str  # whose PostgreSQL backends count as "postgres"
+    server_pid: int | None = None
+    server_port: int = 0
+    stagger: float = 0.0  # seconds between two clients' connects
+
+
 @dataclass
 class Race:
     wall: float
-    attempts: list[tuple[int, uuid.UUID, float, float, int]]  # client, order, start, end, status
+    attempts: list[Attempt]
     cpu: CpuUse | None
+    connections: tuple[int, ...]  # client connections per server process
 
 
 async def race(
-    claimants: Sequence[Claimant],
-    plans: Sequence[Sequence[uuid.UUID]],
-    server_pid: int | None,
-    database: str,
+    claimants: Sequence[Claimant], plans: Sequence[Sequence[uuid.UUID]], target: Target
 ) -> Race:
     """Open every connection, then release all clients at once and time until the last is done."""
-    await asyncio.gather(*(c.open() for c in claimants))
+    for claimant in claimants:  # one after another, as clients arrive; a burst of connects
+        await claimant.open()  # lands on whichever uvicorn worker wakes first
+        if target.stagger:
+            await asyncio.sleep(target.stagger)
+    connections: tuple[int, ...] = ()
+    if target.server_pid is not None:
+        connections = connections_per_process(target.server_pid, target.server_port)
     go = asyncio.Event()
 
-    async def client(index: int) -> list[tuple[int, uuid.UUID, float, float, int]]:
-        claimant, records = claimants[index], []
-        clock = time.perf_counter
+    async def client(index: int) -> list[Attempt]:
+        claimant, records, clock = claimants[index], list[Attempt](), time.perf_counter
         await go.wait()
         for order_id in plans[index]:
             started = clock()
@@ -682,14 +753,14 @@ async def race(
 
     tasks = [asyncio.create_task(client(i)) for i in range(len(claimants))]
     await asyncio.sleep(0.05)  # every task is parked on `go`
-    before = cpu_snapshot(server_pid, [database])
+    before = cpu_snapshot(target.server_pid, [target.database])
     started = time.perf_counter()
     go.set()
     results = await asyncio.gather(*tasks)
     wall = time.perf_counter() - started
-    after = cpu_snapshot(server_pid, [database])
+    after = cpu_snapshot(target.server_pid, [target.database])
     await asyncio.gather(*(c.close() for c in claimants))
-    return Race(wall, [a for r in results for a in r], cpu_use(before, after))
+    return Race(wall, [a for r in results for a in r], cpu_use(before, after), connections)
 
 
 def attempt_plans(
@@ -724,8 +795,9 @@ class PhaseResult:
     errors: int  # attempts answered with neither 200 nor 409
     inconsistent: int  # database and clients disagree about a winner, or an order stayed open
     contended: int  # orders with at least two claims in flight at the same moment
-    churn: int  # database sessions the server closed during the run (pool overflow)
+    churn: int  # database sessions the server closed during the run (pool overflow); -1: unknown
     cpu: CpuUse | None
+    connections: tuple[int, ...] = ()  # client connections per server process
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -774,6 +846,7 @@ def summarize(result: Race, verdict: Verdict, churn: int) -> PhaseResult:
         contended=contended,
         churn=churn,
         cpu=result.cpu,
+        connections=result.connections,
     )
 
 
@@ -814,22 +887,32 @@ class Bench:
     def raw_url(self) -> str:
         return database_url(self.opts.admin_url, self.raw_db)
 
-    def phase(self, which: str, order_ids: Sequence[uuid.UUID], plan_seed: str) -> PhaseResult:
+    def phase(
+        self, which: Literal["api", "raw"], order_ids: Sequence[uuid.UUID], plan_seed: str
+    ) -> PhaseResult:
         plans = attempt_plans(order_ids, self.opts.clients, self.opts.pattern, plan_seed)
         if which == "api":
-            sessions = closed_sessions(self.opts.admin_url, self.api_db)
-            result = self._run(
-                race(self.api_claimants(), plans, self.server.process.pid, self.api_db)
+            before = closed_sessions(self.opts.admin_url, self.api_db)
+            target = Target(
+                self.api_db, self.server.process.pid, self.server.port, self.opts.stagger / 1000
             )
+            result = self._run(race(self.api_claimants(), plans, target))
             # The server's pool is warm: sessions that ended during the race are churn.
-            churn = closed_sessions(self.opts.admin_url, self.api_db) - sessions
+            after = closed_sessions(self.opts.admin_url, self.api_db)
+            churn = after - before if after is not None and before is not None else -1
             database = self.api_db
         else:
-            result = self._run(race(self.sql_claimants(), plans, None, self.raw_db))
-            churn, database = 0, self.raw_db
+            result = self._run(race(self.sql_claimants(), plans, Target(self.raw_db)))
+            churn, database = -1, self.raw_db
         url = database_url(self.opts.admin_url, database)
         verdict = verify(url, order_ids, winners_of(result, self.seed.specialists))
         return summarize(result, verdict, churn)
+
+
+def server_stack() -> str:
+    """What uvicorn's "auto" loop and HTTP settings pick in this environment."""
+    found = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name)]
+    return " + ".join(found) or "asyncio + h11"
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -842,7 +925,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 @contextlib.contextmanager
 def databases(opts: Options) -> Iterator[tuple[str, str]]:
-    base = f"quire_bench_{secrets.token_hex(4)}"
+    base = f"quire_bench_claim_{secrets.token_hex(4)}"
     names = (f"{base}_api", f"{base}_raw")
     try:
         admin_execute(opts.admin_url, f"CREATE DATABASE {names[0]}")
@@ -856,13 +939,16 @@ def databases(opts: Options) -> Iterator[tuple[str, str]]:
                     admin_execute(opts.admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def closed_sessions(admin_url: str, database: str) -> int:
-    """Sessions of `database` that have ended (PostgreSQL counts them at disconnection)."""
-    with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)
-        ).fetchone()
-    return int(row[0]) if row else 0
+def closed_sessions(admin_url: str, database: str) -> int | None:
+    """Sessions of `database` that have ended (PostgreSQL 14+ counts them at disconnection)."""
+    try:
+        with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)
+            ).fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row else None
 
 
 def server_facts(admin_url: str) -> str:
@@ -888,10 +974,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"claim race: N={opts.orders} orders x C={opts.clients} clients "
         f"({opts.orders * opts.clients} attempts per phase, pattern={opts.pattern}), "
         f"repeat={opts.repeat}, warm-up={opts.warmup} orders\n"
-        f"server: quire api, {opts.workers} uvicorn worker(s); "
+        f"server: quire api, {opts.workers} uvicorn worker(s) ({server_stack()}); "
         f"{server_facts(opts.admin_url)} at {make_url(opts.admin_url).host}\n"
         f"load generator: {client_name} on {'uvloop' if loop_factory else 'asyncio'}, "
-        f"1 connection per client, in this process; {cpus} CPU(s) shared by all\n"
+        f"1 connection per client (opened one after another), in this process; "
+        f"{cpus} CPU(s) shared by all\n"
         f"baseline: psycopg {psycopg.__version__} async, {opts.clients} autocommit connections, "
         f"{'UPDATE + event INSERT (CTE)' if opts.raw_with_event else 'conditional UPDATE'}",
         flush=True,
@@ -942,9 +1029,9 @@ def print_header() -> None:
 
 def print_row(label: str, api: PhaseResult, raw: PhaseResult, ratio: float) -> None:
     print(
-        f"{label:>3} | {api.claims_per_s:12.0f} {api.attempts_per_s:10.0f} {api.p50_ms:7.2f} "
+        f"{label:>3} | {api.claims_per_s:12.1f} {api.attempts_per_s:10.0f} {api.p50_ms:7.2f} "
         f"{api.p95_ms:7.2f} {api.p99_ms:7.2f} {api.double_claims:3d} {api.errors:3d} "
-        f"{api.inconsistent:3d} {api.contended:9d} | {raw.claims_per_s:12.0f} "
+        f"{api.inconsistent:3d} {api.contended:9d} | {raw.claims_per_s:12.1f} "
         f"{raw.attempts_per_s:10.0f} {raw.p50_ms:7.2f} {raw.p95_ms:7.2f} {raw.p99_ms:7.2f} "
         f"{raw.double_claims:3d} | {ratio:7.3f}",
         flush=True,
@@ -1010,6 +1097,20 @@ def describe_cpu(label: str, phases: Sequence[PhaseResult], server: bool) -> str
     )
 
 
+def cpu_cost_ratio(results: Sequence[tuple[PhaseResult, PhaseResult]]) -> float | None:
+    """Median over runs of (raw CPU seconds per attempt) / (API CPU seconds per attempt), counting
+    the server, PostgreSQL and the load generator."""
+    ratios = []
+    for api, raw in results:
+        if api.cpu is None or raw.cpu is None:
+            return None
+        api_cost = (api.cpu.server + api.cpu.postgres + api.cpu.client) / api.attempts_per_s
+        raw_cost = (raw.cpu.postgres + raw.cpu.client) / raw.attempts_per_s
+        if api_cost > 0:
+            ratios.append(raw_cost / api_cost)
+    return statistics.median(ratios) if ratios else None
+
+
 def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) -> int:
     api = median_phase([a for a, _ in results])
     raw = median_phase([r for _, r in results])
@@ -1023,15 +1124,18 @@ def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) ->
     print(describe_cpu("API phase", [a for a, _ in results], server=True))
     print(describe_cpu("raw phase", [r for _, r in results], server=False))
     print(
-        f"{' ' * 9}  server DB sessions closed during a run (pool churn): {api.churn}\n"
+        f"{' ' * 9}  client connections per server process, each run: "
+        f"{', '.join('/'.join(map(str, a.connections)) or '?' for a, _ in results)}\n"
+        f"{' ' * 9}  server DB sessions closed during a run (pool churn): "
+        f"{api.churn if api.churn >= 0 else 'unknown'}\n"
         f"{' ' * 9}  'other' = the rest of the machine: other processes and databases, PostgreSQL"
         " background workers, backends that disconnected mid-run"
     )
     doubles = api.double_claims + raw.double_claims
     print(
-        f"\nmedian over {len(results)} run(s): API {api.claims_per_s:.0f} claims/s, "
+        f"\nmedian over {len(results)} run(s): API {api.claims_per_s:.1f} claims/s, "
         f"{api.attempts_per_s:.0f} attempts/s, p50/p95/p99 {api.p50_ms:.1f}/{api.p95_ms:.1f}/"
-        f"{api.p99_ms:.1f} ms; raw {raw.claims_per_s:.0f} claims/s, "
+        f"{api.p99_ms:.1f} ms; raw {raw.claims_per_s:.1f} claims/s, "
         f"{raw.attempts_per_s:.0f} attempts/s"
     )
     print(
@@ -1039,6 +1143,12 @@ def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) ->
         f"target 0: {'met' if doubles == 0 else 'MISSED'}"
     )
     print(f"ratio API/raw = {ratio:.2f}   target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'}")
+    cost_ratio = cpu_cost_ratio(results)
+    if cost_ratio is not None:
+        print(
+            f"CPU cost ratio raw/API per attempt = {cost_ratio:.2f}   (what API/raw would be if "
+            "both phases had the same CPU: less sensitive to other load on the machine)"
+        )
     print(
         json.dumps(
             {
@@ -1060,6 +1170,7 @@ def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) ->
                 "raw_attempts_per_s": round(raw.attempts_per_s, 1),
                 "raw_double_claims": raw.double_claims,
                 "ratio": round(ratio, 4),
+                "cpu_cost_ratio": None if cost_ratio is None else round(cost_ratio, 4),
             }
         )
     )

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         default=15.0, validation_alias="QUIRE_STREAM_HEARTBEAT_SECONDS"
     )
 
-    db_pool_size: int = Field(default=10, validation_alias="QUIRE_DB_POOL_SIZE")
+    db_pool_size: int = Field(default=20, validation_alias="QUIRE_DB_POOL_SIZE")
     db_max_overflow: int = Field(default=20, validation_alias="QUIRE_DB_MAX_OVERFLOW")
 
     @field_validator("database_url")

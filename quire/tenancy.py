@@ -10,6 +10,7 @@ maintenance and the outbox relay, which act across tenants on purpose).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -62,13 +63,17 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
             raise TenantScopeMissing("this session has no tenant; pass one or use ALL_TENANTS")
         return
     # Applied to every statement: it only adds criteria where a tenant-owned entity appears.
-    state.statement = state.statement.options(
-        with_loader_criteria(
-            TenantScoped,
-            lambda cls: cls.tenant_id == tenant_id,
-            include_aliases=True,
-            track_closure_variables=True,
-        )
+    state.statement = state.statement.options(_criteria_for(tenant_id))
+
+
+@lru_cache(maxsize=4096)
+def _criteria_for(tenant_id: UUID) -> Any:
+    """The scoping option for one tenant, built once: building it costs more than applying it."""
+    return with_loader_criteria(
+        TenantScoped,
+        lambda cls: cls.tenant_id == tenant_id,
+        include_aliases=True,
+        track_closure_variables=True,
     )
 
 

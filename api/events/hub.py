@@ -6,9 +6,9 @@ trigger NOTIFYs the id at commit), so an event written by any API process reache
 process; a slow poll is the safety net, and the only mechanism on SQLite.
 
 Ids come from a sequence, and concurrent transactions can commit out of id order. The hub therefore
-advances only over contiguous ids; a hole is waited for briefly (its transaction may still commit)
-and skipped after `gap_timeout` (it rolled back). Subscribers get a bounded queue; one that lets it
-fill is cut off rather than allowed to grow memory.
+advances only over contiguous ids; a hole is waited for until the transaction that took the id
+can no longer commit (see `_hole_settled`), then skipped as a rollback. Subscribers get a bounded
+queue; one that lets it fill is cut off rather than allowed to grow memory.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import load_only
 
 from quire.db import Database
 from quire.events.audience import may_see
@@ -35,6 +37,7 @@ from quire.tenancy import ALL_TENANTS
 log = logging.getLogger("quire.api.events")
 
 BATCH = 500
+REPLAY_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class EventHub:
         queue_size: int = 1000,
         poll_seconds: float = 1.0,
         gap_timeout: float = 2.0,
+        max_gap_wait: float = 60.0,
         on_drop: Any = None,
         on_deliver: Any = None,
     ) -> None:
@@ -114,6 +118,9 @@ class EventHub:
         self.queue_size = queue_size
         self.poll_seconds = poll_seconds
         self.gap_timeout = gap_timeout
+        self.max_gap_wait = max_gap_wait
+        self._gap_suspects: set[int] | None = None
+        self._gap_cleared = False
         self.position = 0  # highest event id handed out; every id at or below is settled
         self._subscribers: dict[uuid.UUID, set[Subscription]] = {}
         self._wake = asyncio.Event()
@@ -160,25 +167,37 @@ class EventHub:
             if not subs:
                 del self._subscribers[sub.actor.tenant_id]
 
-    async def replay(self, actor: Actor, after: int, until: int) -> list[LiveEvent]:
-        """Events of the actor's tenant with after < id <= until, oldest first."""
-        async with self.database.async_session(actor.tenant_id) as session:
-            rows = await session.scalars(
-                select(Event)
-                .where(Event.id > after, Event.id <= until)
-                .order_by(Event.id)
-                .limit(10_000)
-            )
-            events = [LiveEvent.from_row(r) for r in rows]
-        return [e for e in events if may_see(actor, e.type, e.payload)]
+    async def replay(self, actor: Actor, after: int, until: int) -> AsyncIterator[LiveEvent]:
+        """Events of the actor's tenant with after < id <= until, oldest first, read in pages so
+        a long backlog costs bounded memory."""
+        while after < until:
+            async with self.database.async_session(actor.tenant_id) as session:
+                rows = list(
+                    await session.scalars(
+                        select(Event)
+                        .where(Event.id > after, Event.id <= until)
+                        .order_by(Event.id)
+                        .limit(REPLAY_PAGE)
+                    )
+                )
+            if not rows:
+                return
+            for row in rows:
+                event = LiveEvent.from_row(row)
+                if may_see(actor, event.type, event.payload):
+                    yield event
+            after = rows[-1].id
 
     # -- following the table ------------------------------------------------------------------
 
     async def _follow(self) -> None:
         while True:
             timeout = self.poll_seconds if self._gap_since is None else 0.05
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
+            # that stop() sends if a wake-up lands at the same moment, hanging shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 while await self._advance():
@@ -191,27 +210,53 @@ class EventHub:
 
     async def _advance(self) -> bool:
         """Deliver the next contiguous run of events. True if a full batch came (read again)."""
+        query = select(Event).where(Event.id > self.position).order_by(Event.id).limit(BATCH)
+        if not self._subscribers:
+            # Nobody to deliver to: follow the ids only (no payloads read or encoded).
+            query = query.options(load_only(Event.id))
         async with self.database.async_session() as session:
-            rows = list(
-                await session.scalars(
-                    select(Event)
-                    .where(Event.id > self.position)
-                    .order_by(Event.id)
-                    .limit(BATCH)
-                    .execution_options(**ALL_TENANTS)
-                )
-            )
+            rows = list(await session.scalars(query.execution_options(**ALL_TENANTS)))
         for row in rows:
-            if row.id != self.position + 1:
-                now = time.monotonic()
-                if self._gap_since is None:
-                    self._gap_since = now
-                if now - self._gap_since < self.gap_timeout:
-                    return False  # an earlier transaction may still commit; look again shortly
+            if row.id != self.position + 1 and not await self._hole_settled():
+                return False  # an earlier transaction may still commit; look again shortly
             self._gap_since = None
-            self._deliver(LiveEvent.from_row(row))
+            if self._subscribers:
+                self._deliver(LiveEvent.from_row(row))
             self.position = row.id
         return len(rows) == BATCH
+
+    async def _hole_settled(self) -> bool:
+        """May we move past a missing id? Only once its transaction can no longer commit.
+
+        On PostgreSQL, when we first see the hole we note the transactions then running in this
+        database: the one that took the missing id is among them (or already rolled back). Once
+        none of them is running, we read once more; if the id is still missing, it rolled back.
+        A long backstop bounds the wait. On SQLite writers commit one at a time in id order, so
+        a hole only ever means a rollback, and a short grace period is enough.
+        """
+        now = time.monotonic()
+        if self._gap_since is None:
+            self._gap_since = now
+            self._gap_suspects = await self._running_xids() if self.database.is_postgres else None
+            self._gap_cleared = False
+        waited = now - self._gap_since
+        if self._gap_suspects is None:
+            return waited >= self.gap_timeout
+        if self._gap_cleared or waited >= self.max_gap_wait:
+            return True
+        if not self._gap_suspects & await self._running_xids():
+            self._gap_cleared = True  # settled now; skip only after one more read of the table
+        return False
+
+    async def _running_xids(self) -> set[int]:
+        query = text(
+            "SELECT l.transactionid::text::bigint FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted "
+            "AND a.datname = current_database()"
+        )
+        async with self.database.async_engine.connect() as conn:
+            return {int(x) for x in (await conn.execute(query)).scalars()}
 
     def _deliver(self, event: LiveEvent) -> None:
         for sub in list(self._subscribers.get(event.tenant_id, ())):

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Cookie, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentActor
-from api.errors import responses
+from api.errors import domain_problem, responses
 from api.schemas import TokenOut, UserOut
 from quire.auth import rate_limit
 from quire.auth import service as auth
-from quire.auth.service import Granted, LoginPolicy
+from quire.auth.service import Granted, LoginPolicy, normalize_email
 from quire.db import Database, utcnow
 from quire.errors import Unauthenticated
 from quire.people.service import get_user
@@ -80,7 +80,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> TokenOut
         database,
         settings,
         (f"login:ip:{_client_ip(request)}", settings.login_limit_per_ip),
-        (f"login:user:{body.tenant}:{body.email.lower()}", settings.login_limit_per_user),
+        (f"login:user:{body.tenant}:{normalize_email(body.email)}", settings.login_limit_per_user),
     )
     async with database.async_session(write=True) as session:
         outcome = await session.run_sync(
@@ -104,7 +104,7 @@ async def refresh(
     request: Request,
     response: Response,
     quire_refresh: str | None = Cookie(default=None, include_in_schema=False),
-) -> TokenOut:
+) -> TokenOut | Response:
     """Rotate the refresh cookie and get a new access token. A reused token revokes its family."""
     if not quire_refresh:
         raise Unauthenticated("no refresh token cookie", code="missing_refresh_token")
@@ -129,8 +129,9 @@ async def refresh(
             )
         )
     if isinstance(outcome, auth.Denied):
-        response.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH)
-        raise outcome.error
+        refused = domain_problem(outcome.error)
+        refused.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH)
+        return refused
     return _respond(response, outcome, settings)
 
 

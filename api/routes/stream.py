@@ -30,7 +30,7 @@ async def follow(
         position = hub.position
         last = position
         if last_event_id is not None:
-            for event in await hub.replay(actor, min(last_event_id, position), position):
+            async for event in hub.replay(actor, min(last_event_id, position), position):
                 yield event
             # The client may already hold ids beyond our position (it came from a process that
             # was ahead): never send those twice.
@@ -104,6 +104,8 @@ async def stream_ws(
             raise DomainError("missing credentials")
         actor = await authenticate(websocket, credential)
     except DomainError:
+        # Accept first: closing before the handshake would be a bare HTTP 403 to the client.
+        await websocket.accept()
         await websocket.close(code=4401, reason="unauthenticated")
         return
     await websocket.accept()
@@ -116,18 +118,28 @@ async def stream_ws(
         while True:
             await websocket.receive_text()
 
+    async def pump() -> None:
+        try:
+            async for event in follow(hub, actor, after):
+                async with asyncio.timeout(10):
+                    await websocket.send_text(event.data)
+        except SlowConsumer:
+            await websocket.close(
+                code=1013, reason="slow consumer: reconnect with ?after=<last id>"
+            )
+
+    # Whichever ends first (the client leaving, or the stream) ends the other: a closed
+    # socket is noticed at once, not at the tenant's next event.
     reader = asyncio.create_task(drain_client())
+    sender = asyncio.create_task(pump())
     try:
-        async for event in follow(hub, actor, after):
-            if reader.done():
-                break
-            await asyncio.wait_for(websocket.send_text(event.data), timeout=10)
-    except SlowConsumer:
-        await websocket.close(code=1013, reason="slow consumer: reconnect with ?after=<last id>")
-    except (WebSocketDisconnect, TimeoutError, RuntimeError):
-        pass
+        await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
+        for task in (reader, sender):
+            task.cancel()
+        for task in (reader, sender):
+            with contextlib.suppress(
+                asyncio.CancelledError, WebSocketDisconnect, TimeoutError, RuntimeError, Exception
+            ):
+                await task
         metrics.stream_clients.labels("websocket").dec()

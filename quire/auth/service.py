@@ -74,6 +74,11 @@ def _grant(
     return Granted(user, access, secret, expires_at)
 
 
+def normalize_email(email: str) -> str:
+    """The one spelling of an email address used for lookups and per-user limits."""
+    return email.strip().lower()
+
+
 def login(
     session: Session,
     tenant_slug: str,
@@ -88,7 +93,7 @@ def login(
     user = None
     if tenant_id is not None:
         session.info["tenant_id"] = tenant_id
-        user = session.scalar(select(User).where(User.email == email.strip().lower()))
+        user = session.scalar(select(User).where(User.email == normalize_email(email)))
     if user is None or not user.is_active:
         passwords.verify_password(None, password)  # same cost as a real check
         return Denied(Unauthenticated(BAD_CREDENTIALS, code="invalid_credentials"))

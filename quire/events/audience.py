@@ -20,4 +20,5 @@ def may_see(actor: Actor, event_type: str, payload: dict[str, Any]) -> bool:
         return True
     if event_type == "order.submitted":
         return False
-    return order.get("status") not in (None, "draft") and event_type != "order.created"
+    # Only orders that reached the marketplace; a draft stays unseen even once cancelled.
+    return bool(order.get("published_at")) and event_type != "order.created"

@@ -41,6 +41,7 @@ def snapshot(order: Order) -> dict[str, Any]:
         "currency": order.currency,
         "deadline": order.deadline,
         "specialist_id": order.specialist_id,
+        "published_at": order.published_at,
     }
 
 
@@ -112,7 +113,7 @@ def _transition(
         .where(Order.id == order_id, Order.status.in_(allowed_from), visible_to(actor), *where)
         .values(status=to, version=Order.version + 1, updated_at=now, **(values or {}))
         .returning(Order)
-        .execution_options(populate_existing=True)
+        .execution_options(populate_existing=True, synchronize_session=False)
     )
     order = session.execute(stmt).scalar_one_or_none()
     if order is not None:
@@ -357,7 +358,7 @@ def withdraw_bid(session: Session, actor: Actor, order_id: uuid.UUID, bid_id: uu
         )
         .values(status=BidStatus.WITHDRAWN)
         .returning(Bid)
-        .execution_options(populate_existing=True)
+        .execution_options(populate_existing=True, synchronize_session=False)
     ).scalar_one_or_none()
     if changed is None:
         bid = _get_bid(session, actor, order_id, bid_id)
