@@ -45,11 +45,11 @@ def post_earnings(
     validate_currency(currency)
     fee = platform_fee(gross_minor, fee_bps)
     legs = [
-        Leg.debit(chart.account(session, K.CLIENT_RECEIVABLE, currency, client_id), gross_minor),
-        Leg.credit(
-            chart.account(session, K.SPECIALIST_PAYABLE, currency, specialist_id), gross_minor - fee
-        ),
+        Leg.debit(chart.account(session, K.CLIENT_RECEIVABLE, currency, client_id), gross_minor)
     ]
+    if gross_minor - fee:  # a fee can take it all; an entry is never zero
+        payable = chart.account(session, K.SPECIALIST_PAYABLE, currency, specialist_id)
+        legs.append(Leg.credit(payable, gross_minor - fee))
     if fee:
         legs.append(Leg.credit(chart.account(session, K.PLATFORM_REVENUE, currency), fee))
     return post(

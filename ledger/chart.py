@@ -54,7 +54,7 @@ def account(
         return found
     owner_type, side, no_negative = CHART[kind]
     insert = upsert(session)
-    session.execute(
+    statement = (
         insert(Account)
         .values(
             id=uuid.uuid4(),
@@ -71,6 +71,14 @@ def account(
         )
         .on_conflict_do_nothing()
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # Create it in its own short transaction: kept inside the caller's, the new row's lock
+        # would be held to the end, and two callers creating two accounts in opposite orders
+        # would deadlock. An empty account is harmless even if the caller then rolls back.
+        with session.get_bind().begin() as conn:
+            conn.execute(statement)
+    else:
+        session.execute(statement)  # SQLite: one writer at a time, and we hold the lock
     return session.scalars(
         select(Account).where(
             Account.kind == kind, Account.owner_key == key, Account.currency == currency

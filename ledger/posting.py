@@ -90,9 +90,18 @@ def post(session: Session, spec: TransferSpec) -> Transfer:
 
 
 def post_batch(session: Session, specs: Sequence[TransferSpec]) -> list[Transfer]:
-    """Post every transfer or none. Returns them in order (replays return the original)."""
+    """Post every transfer or none. Returns them in order (replays return the original).
+
+    The batch runs in a SAVEPOINT: a refused batch leaves nothing behind even if the caller
+    catches the error and goes on to commit its own transaction.
+    """
     if not specs:
         return []
+    with session.begin_nested():
+        return _post_batch(session, specs)
+
+
+def _post_batch(session: Session, specs: Sequence[TransferSpec]) -> list[Transfer]:
     tenant_id = tenant_of(session)
     accounts = _load_accounts(session, {leg.account_id for s in specs for leg in s.legs})
     now = utcnow()
@@ -123,7 +132,8 @@ def post_batch(session: Session, specs: Sequence[TransferSpec]) -> list[Transfer
             "metadata": dict(spec.metadata),
             "reverses_id": spec.reverses_id,
         }
-        for key, (spec, fp) in unique.items()
+        # Sorted keys: concurrent batches take the unique-index locks in one global order.
+        for key, (spec, fp) in sorted(unique.items())
     ]
     table = Transfer.__table__
     inserted_keys = (
@@ -256,7 +266,9 @@ def _apply_deltas(session: Session, deltas: Mapping[uuid.UUID, int]) -> None:
         )
         .where(Account.id.in_(ids))
         .order_by(Account.id)
-        .with_for_update()
+        # NO KEY UPDATE: entry inserts hold KEY SHARE locks on these rows (foreign keys);
+        # a plain FOR UPDATE would conflict with them and deadlock concurrent batches.
+        .with_for_update(key_share=True)
     ).all()
     for row in locked:
         after = row.balance + deltas[row.id]
@@ -280,6 +292,17 @@ def _apply_deltas(session: Session, deltas: Mapping[uuid.UUID, int]) -> None:
 
 def reverse(session: Session, transfer_id: uuid.UUID, *, reason: str = "") -> Transfer:
     """Undo a transfer by posting its mirror image; the original stays untouched."""
+    existing = session.scalar(select(Transfer).where(Transfer.reverses_id == transfer_id))
+    if existing is not None:
+        # A transfer has at most one reversal: asking again is answered with it, unless the
+        # request says something else (another reason), which would be silently lost.
+        if existing.meta.get("reason", "") == reason:
+            return existing
+        raise Conflict(
+            f"transfer {transfer_id} was already reversed by {existing.id}",
+            code="already_reversed",
+            reversal_id=str(existing.id),
+        )
     original = session.scalar(select(Transfer).where(Transfer.id == transfer_id))
     if original is None:
         raise NotFound(f"transfer {transfer_id} not found", code="transfer_not_found")
