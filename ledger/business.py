@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from sqlalchemy.orm import Session
 
 from ledger import chart
-from ledger.models import AccountKind, Transfer
+from ledger.models import Account, AccountKind, Transfer
 from ledger.posting import Leg, TransferSpec, post
 from quire.errors import Invalid
 from quire.money import validate_amount, validate_currency
@@ -68,6 +68,31 @@ def post_earnings(
     )
 
 
+def _two_legs(
+    session: Session,
+    *,
+    kind: str,
+    key: str,
+    reference: str,
+    amount_minor: int,
+    debit: Account,
+    credit: Account,
+    metadata: dict[str, str] | None = None,
+) -> Transfer:
+    """Move `amount_minor` from `credit` to `debit`: the shape of most business events."""
+    validate_amount(amount_minor)
+    return post(
+        session,
+        TransferSpec(
+            kind=kind,
+            idempotency_key=key,
+            reference=reference,
+            legs=[Leg.debit(debit, amount_minor), Leg.credit(credit, amount_minor)],
+            metadata=metadata or {},
+        ),
+    )
+
+
 def post_late_fine(
     session: Session,
     *,
@@ -76,22 +101,15 @@ def post_late_fine(
     amount_minor: int,
     currency: str,
 ) -> Transfer:
-    validate_amount(amount_minor)
-    return post(
+    return _two_legs(
         session,
-        TransferSpec(
-            kind="late_fine",
-            idempotency_key=f"late-fine:{order_id}",
-            reference=f"order:{order_id}",
-            legs=[
-                Leg.debit(
-                    chart.account(session, K.SPECIALIST_PAYABLE, currency, specialist_id),
-                    amount_minor,
-                ),
-                Leg.credit(chart.account(session, K.FINES_INCOME, currency), amount_minor),
-            ],
-            metadata={"order_id": str(order_id), "specialist_id": str(specialist_id)},
-        ),
+        kind="late_fine",
+        key=f"late-fine:{order_id}",
+        reference=f"order:{order_id}",
+        amount_minor=amount_minor,
+        debit=chart.account(session, K.SPECIALIST_PAYABLE, currency, specialist_id),
+        credit=chart.account(session, K.FINES_INCOME, currency),
+        metadata={"order_id": str(order_id), "specialist_id": str(specialist_id)},
     )
 
 
@@ -104,22 +122,15 @@ def initiate_payout(
     currency: str,
 ) -> Transfer:
     """Take money owed out of the payable (never below zero) into clearing."""
-    validate_amount(amount_minor)
-    return post(
+    return _two_legs(
         session,
-        TransferSpec(
-            kind="payout",
-            idempotency_key=f"payout:{payout_id}",
-            reference=f"payout:{payout_id}",
-            legs=[
-                Leg.debit(
-                    chart.account(session, K.SPECIALIST_PAYABLE, currency, specialist_id),
-                    amount_minor,
-                ),
-                Leg.credit(chart.account(session, K.PAYOUT_CLEARING, currency), amount_minor),
-            ],
-            metadata={"specialist_id": str(specialist_id)},
-        ),
+        kind="payout",
+        key=f"payout:{payout_id}",
+        reference=f"payout:{payout_id}",
+        amount_minor=amount_minor,
+        debit=chart.account(session, K.SPECIALIST_PAYABLE, currency, specialist_id),
+        credit=chart.account(session, K.PAYOUT_CLEARING, currency),
+        metadata={"specialist_id": str(specialist_id)},
     )
 
 
@@ -127,16 +138,12 @@ def settle_payout(
     session: Session, *, payout_id: str, amount_minor: int, currency: str
 ) -> Transfer:
     """The bank confirmed the payout: clearing empties into the bank account."""
-    validate_amount(amount_minor)
-    return post(
+    return _two_legs(
         session,
-        TransferSpec(
-            kind="payout_settlement",
-            idempotency_key=f"payout-settle:{payout_id}",
-            reference=f"payout:{payout_id}",
-            legs=[
-                Leg.debit(chart.account(session, K.PAYOUT_CLEARING, currency), amount_minor),
-                Leg.credit(chart.account(session, K.BANK, currency), amount_minor),
-            ],
-        ),
+        kind="payout_settlement",
+        key=f"payout-settle:{payout_id}",
+        reference=f"payout:{payout_id}",
+        amount_minor=amount_minor,
+        debit=chart.account(session, K.PAYOUT_CLEARING, currency),
+        credit=chart.account(session, K.BANK, currency),
     )
