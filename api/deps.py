@@ -72,6 +72,14 @@ class UnitOfWork:
         async with self.database.async_session(self.actor.tenant_id, write=True) as session:
             return await session.run_sync(fn, self.actor, *args)
 
+    async def write_core(
+        self, fn: Callable[..., T], *args: Any, atomic_statements: bool = False
+    ) -> T:
+        """Like `write`, on a bare Core connection (no ORM session): for the hottest paths."""
+        connection = self.database.async_write_connection(atomic_statements=atomic_statements)
+        async with connection as conn:
+            return await conn.run_sync(fn, self.actor, *args)
+
 
 def unit_of_work(request: Request, actor: CurrentActor) -> UnitOfWork:
     return UnitOfWork(request.app.state.database, actor)

@@ -141,6 +141,8 @@ class Options:
     seed: int
     keep: bool
     stagger: float
+    profile: Path | None
+    floor: bool
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -192,7 +194,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the attempt orders")
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the HTTP floor phase (GET /health/live after each run)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run the server (one worker) under cProfile (CPU time) and write its stats here",
+    )
     args = parser.parse_args(argv)
+    if args.profile is not None and args.workers != 1:
+        parser.error("--profile needs --workers 1 (cProfile follows one process)")
     for name in ("orders", "clients", "workers", "repeat"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -214,6 +230,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         seed=args.seed,
         keep=args.keep,
         stagger=args.stagger,
+        profile=args.profile.resolve() if args.profile else None,
+        floor=args.floor,
     )
 
 
@@ -378,7 +396,12 @@ class Server:
         if opts.max_overflow is not None:
             env["QUIRE_DB_MAX_OVERFLOW"] = str(opts.max_overflow)
         self._log = self.log_path.open("wb")
+        # uvicorn re-raises the signal it shut down on; only SIGINT (KeyboardInterrupt) lets
+        # cProfile write its stats on the way out.
+        self.stop_signal = signal.SIGINT if opts.profile is not None else signal.SIGTERM
         cmd = [sys.executable, "-m", "quire.cli", "api", "--host", HOST, "--port", str(self.port)]
+        if opts.profile is not None:
+            cmd[1:1] = [str(Path(__file__).with_name("profiled.py")), str(opts.profile)]
         cmd += ["--workers", str(opts.workers)]
         # cwd: a directory without a stray .env for pydantic-settings to pick up.
         self.process = subprocess.Popen(
@@ -409,7 +432,7 @@ class Server:
     def stop(self) -> None:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, self.stop_signal)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -650,6 +673,22 @@ class RawHttpClaimant:
         self.reader = self.writer = None
 
 
+class LiveProbe(RawHttpClaimant):
+    """The HTTP floor: the same client and connection, asking `GET /health/live` (no auth, no
+    database) instead of claiming. What any endpoint of this server stack costs at the least."""
+
+    def __init__(self, port: int, token: str) -> None:
+        super().__init__(port, token)
+        self.live = f"GET /health/live HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+
+    async def claim(self, order_id: uuid.UUID) -> int:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                return await self._request(self.live)
+        except (OSError, EOFError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+            return FAILED
+
+
 class HttpxClaimant:
     """The same client on httpx.AsyncClient (one client, one connection each)."""
 
@@ -883,6 +922,16 @@ class Bench:
             SqlClaimant(self.raw_url, self.seed.tenant_id, s, sql) for s in self.seed.specialists
         ]
 
+    def floor(self, order_ids: Sequence[uuid.UUID], plan_seed: str) -> float:
+        """Requests/s of `GET /health/live` for as many requests as a claim phase makes."""
+        plans = attempt_plans(order_ids, self.opts.clients, self.opts.pattern, plan_seed)
+        probes: list[Claimant] = [LiveProbe(self.server.port, t) for t in self.tokens]
+        target = Target(self.api_db, self.server.process.pid, self.server.port, 0.0)
+        result = self._run(race(probes, plans, target))
+        if any(a[4] != 200 for a in result.attempts):
+            raise RuntimeError("GET /health/live failed during the floor phase")
+        return len(result.attempts) / result.wall
+
     @property
     def raw_url(self) -> str:
         return database_url(self.opts.admin_url, self.raw_db)
@@ -984,6 +1033,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     results: list[tuple[PhaseResult, PhaseResult]] = []
+    floors: list[float] = []
     with (
         databases(opts) as (api_db, raw_db),
         tempfile.TemporaryDirectory(prefix="quire-bench-") as tmp,
@@ -1008,13 +1058,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raw = bench.phase("raw", order_ids, plan_seed)
                 results.append((api, raw))
                 print_row(str(r + 1), api, raw, api.attempts_per_s / raw.attempts_per_s)
+                if opts.floor:
+                    floors.append(bench.floor(order_ids, plan_seed))
         except BaseException:
             if server.process.poll() is not None:
                 print(server.log_tail(), file=sys.stderr)
             raise
         finally:
             server.stop()
-    return report(opts, results)
+    return report(opts, results, floors)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -1111,7 +1163,9 @@ def cpu_cost_ratio(results: Sequence[tuple[PhaseResult, PhaseResult]]) -> float 
     return statistics.median(ratios) if ratios else None
 
 
-def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) -> int:
+def report(
+    opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]], floors: Sequence[float]
+) -> int:
     api = median_phase([a for a, _ in results])
     raw = median_phase([r for _, r in results])
     ratio = statistics.median(a.attempts_per_s / r.attempts_per_s for a, r in results)
@@ -1143,6 +1197,13 @@ def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) ->
         f"target 0: {'met' if doubles == 0 else 'MISSED'}"
     )
     print(f"ratio API/raw = {ratio:.2f}   target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'}")
+    floor = statistics.median(floors) if floors else None
+    if floor is not None:
+        print(
+            f"HTTP floor (GET /health/live: no auth, no database; same client, connections and "
+            f"request count) = {floor:.0f} requests/s = {floor / raw.attempts_per_s:.2f} x raw: "
+            "the most API/raw could reach on this server stack and machine"
+        )
     cost_ratio = cpu_cost_ratio(results)
     if cost_ratio is not None:
         print(
@@ -1171,6 +1232,7 @@ def report(opts: Options, results: Sequence[tuple[PhaseResult, PhaseResult]]) ->
                 "raw_double_claims": raw.double_claims,
                 "ratio": round(ratio, 4),
                 "cpu_cost_ratio": None if cost_ratio is None else round(cost_ratio, 4),
+                "http_floor_per_s": None if floor is None else round(floor, 1),
             }
         )
     )

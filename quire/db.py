@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -163,8 +164,7 @@ class Database:
 
     @cached_property
     def _async_write_sessions(self) -> async_sessionmaker[AsyncSession]:
-        bind = self.async_engine.execution_options(sqlite_begin="IMMEDIATE")
-        return async_sessionmaker(bind, expire_on_commit=False)
+        return async_sessionmaker(self._async_write_engine, expire_on_commit=False)
 
     @contextmanager
     def session(self, tenant_id: UUID | None = None, *, write: bool = False) -> Iterator[Session]:
@@ -187,6 +187,34 @@ class Database:
         if write:
             for listener in self.after_write:
                 listener()
+
+    @asynccontextmanager
+    async def async_write_connection(
+        self, *, atomic_statements: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on a bare Core connection: for hot paths that need no ORM.
+
+        Statements on it are not tenant-scoped by the ORM hook; the caller names the tenant.
+        `atomic_statements`: the caller's work is atomic statement by statement on PostgreSQL,
+        so it runs in autocommit and saves the BEGIN and COMMIT round trips (SQLite still gets
+        its IMMEDIATE transaction).
+        """
+        if atomic_statements and self.is_postgres:
+            async with self._async_autocommit_engine.connect() as conn:
+                yield conn
+        else:
+            async with self._async_write_engine.begin() as conn:
+                yield conn
+        for listener in self.after_write:
+            listener()
+
+    @cached_property
+    def _async_autocommit_engine(self) -> AsyncEngine:
+        return self.async_engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @cached_property
+    def _async_write_engine(self) -> AsyncEngine:
+        return self.async_engine.execution_options(sqlite_begin="IMMEDIATE")
 
     def dispose(self) -> None:
         if "engine" in self.__dict__:

@@ -16,7 +16,7 @@ from api.errors import responses
 from api.schemas import BidOut, OrderOut, Page, SubmissionOut
 from quire import idempotency
 from quire.money import CurrencyCode
-from quire.orders import queries
+from quire.orders import claims, queries
 from quire.orders import service as orders
 from quire.orders.models import OrderMode
 from quire.orders.schemas import BidDraft, OrderDraft, SubmissionDraft
@@ -128,13 +128,17 @@ async def claim(
     order_id: uuid.UUID, request: Request, work: Work, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Take a first-come order. Exactly one concurrent claimant wins; the others get 409."""
+    if idempotency_key is None:
+        # The hot path of a claim race: no ORM session; on PostgreSQL a single statement.
+        row = await work.write_core(claims.claim, order_id, atomic_statements=True)
+        return JSONResponse(OrderOut.model_validate(row).model_dump(mode="json"))
     return await _idempotent(
         work,
         request,
         idempotency_key,
         None,
         200,
-        lambda s, a: OrderOut.model_validate(orders.claim(s, a, order_id)),
+        lambda s, a: OrderOut.model_validate(claims.claim(s.connection(), a, order_id)),
     )
 
 

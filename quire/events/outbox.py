@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from quire.db import utcnow
@@ -24,7 +25,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, dt.datetime):
-        return value.isoformat()
+        # Always to the microsecond, in UTC: one spelling whichever side (Python or SQL) wrote it.
+        return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
     if isinstance(value, Mapping):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -50,3 +52,29 @@ def record(
     )
     session.add(event)
     return event
+
+
+_insert = insert(Event.__table__)
+
+
+def append(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    type: str,
+    *,
+    aggregate_type: str,
+    aggregate_id: uuid.UUID,
+    payload: Mapping[str, Any],
+) -> None:
+    """`record` for Core callers (the claim path): one INSERT on the caller's connection."""
+    conn.execute(
+        _insert,
+        {
+            "tenant_id": tenant_id,
+            "type": type,
+            "aggregate_type": aggregate_type,
+            "aggregate_id": aggregate_id,
+            "payload": _jsonable(payload),
+            "created_at": utcnow(),
+        },
+    )

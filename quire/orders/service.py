@@ -19,30 +19,15 @@ from sqlalchemy.orm import Session
 from quire.db import utcnow
 from quire.errors import Conflict, DomainError, Forbidden, NotFound
 from quire.events import outbox
+from quire.orders import claims
 from quire.orders.models import Bid, BidStatus, Order, OrderMode, Submission
 from quire.orders.schemas import BidDraft, OrderDraft, SubmissionDraft
+from quire.orders.snapshot import snapshot
 from quire.orders.state import TRANSITIONS, Action, IllegalTransition, OrderStatus
 from quire.people.actor import Actor
 from quire.people.models import Role
 
 STAFF = (Role.ADMIN, Role.MANAGER)
-
-
-def snapshot(order: Order) -> dict[str, Any]:
-    """What an order event carries: enough for a live view to update without a fetch."""
-    return {
-        "id": order.id,
-        "status": order.status,
-        "version": order.version,
-        "title": order.title,
-        "mode": order.mode,
-        "skill": order.skill,
-        "fee_minor": order.fee_minor,
-        "currency": order.currency,
-        "deadline": order.deadline,
-        "specialist_id": order.specialist_id,
-        "published_at": order.published_at,
-    }
 
 
 def visible_to(actor: Actor) -> ColumnElement[bool]:
@@ -171,27 +156,14 @@ def cancel(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
 
 
 def claim(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
-    """First come, first served: exactly one specialist's UPDATE finds the order still open."""
-    actor.require(Role.SPECIALIST)
-    now = utcnow()
-    try:
-        return _transition(
-            session,
-            actor,
-            order_id,
-            Action.CLAIM,
-            where=[Order.mode == OrderMode.CLAIM, Order.deadline > now],
-            values={"specialist_id": actor.user_id, "claimed_at": now},
-        )
-    except Conflict as exc:
-        if isinstance(exc, IllegalTransition):
-            raise
-        order = get_order(session, actor, order_id, why_failed=True)
-        if order.mode != OrderMode.CLAIM:
-            raise Conflict(
-                "this order takes bids; it cannot be claimed", code="order_requires_bidding"
-            ) from None
-        raise Conflict("the order's deadline has passed", code="deadline_passed") from None
+    """First come, first served: exactly one specialist's UPDATE finds the order still open.
+
+    The rule lives in `claims` (Core, used as-is by the API); this returns the ORM object.
+    """
+    row = claims.claim(session.connection(), actor, order_id)
+    order = session.get(Order, row.id, populate_existing=True)
+    assert order is not None
+    return order
 
 
 def release(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
