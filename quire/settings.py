@@ -6,12 +6,18 @@ directory; production points it at PostgreSQL (`postgresql+psycopg://...`).
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from quire.qa.fines import LateFinePolicy
 
 
 class Settings(BaseSettings):
@@ -56,6 +62,48 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=20, validation_alias="QUIRE_DB_POOL_SIZE")
     db_max_overflow: int = Field(default=20, validation_alias="QUIRE_DB_MAX_OVERFLOW")
+
+    # --- QA pipeline (quire.qa) -----------------------------------------------------------------
+    # A LanguageTool-compatible grammar service (POST {url}/v2/check), e.g. a self-hosted
+    # LanguageTool at http://languagetool:8010. Empty: the external check is reported as skipped.
+    grammar_check_url: str = Field(default="", validation_alias="QUIRE_GRAMMAR_CHECK_URL")
+    grammar_language: str = Field(default="en-US", validation_alias="QUIRE_GRAMMAR_LANGUAGE")
+    grammar_timeout_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="QUIRE_GRAMMAR_TIMEOUT_SECONDS"
+    )
+    # The grammar check fails above this many issues per 1,000 words.
+    grammar_max_issues_per_1000_words: float = Field(
+        default=5.0, ge=0, validation_alias="QUIRE_GRAMMAR_MAX_ISSUES_PER_1000_WORDS"
+    )
+    # Estimated Jaccard similarity (of word 5-shingles) from which work on another order of the
+    # tenant counts as a near-duplicate.
+    duplicate_threshold: float = Field(
+        default=0.8, gt=0, le=1, validation_alias="QUIRE_DUPLICATE_THRESHOLD"
+    )
+    # Late fines: none within the grace period; past it, this percent of the fee per started day
+    # late (counted from the deadline), never more than the cap. See quire.qa.fines.
+    late_fine_grace_hours: Decimal = Field(
+        default=Decimal(0), ge=0, validation_alias="QUIRE_LATE_FINE_GRACE_HOURS"
+    )
+    late_fine_percent_per_day: Decimal = Field(
+        default=Decimal(5), ge=0, le=100, validation_alias="QUIRE_LATE_FINE_PERCENT_PER_DAY"
+    )
+    late_fine_cap_percent: Decimal = Field(
+        default=Decimal(50), ge=0, le=100, validation_alias="QUIRE_LATE_FINE_CAP_PERCENT"
+    )
+
+    def late_fine_policy(self) -> LateFinePolicy:
+        """The late-fine policy these settings describe."""
+        from quire.qa.fines import LateFinePolicy
+
+        grace_seconds = (self.late_fine_grace_hours * 3600).to_integral_value(ROUND_HALF_EVEN)
+        return LateFinePolicy(
+            grace=dt.timedelta(seconds=int(grace_seconds)),
+            percent_per_day=self.late_fine_percent_per_day,
+            cap_percent=self.late_fine_cap_percent,
+        )
+
+    # --- end of QA pipeline ---------------------------------------------------------------------
 
     @field_validator("database_url")
     @classmethod
