@@ -11,7 +11,7 @@ from api import errors
 from api.deps import token_config
 from api.events.hub import EventHub
 from api.observability import Metrics, ObservabilityMiddleware, configure_logging
-from api.routes import auth, health, ledger, orders, stream, users
+from api.routes import auth, health, ledger, orders, reviews, stream, users
 from quire.db import Database
 from quire.settings import Settings, get_settings
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.metrics = metrics
     app.state.hub = hub
     errors.install(app)
-    for module in (auth, users, orders, ledger, stream, health):
+    for module in (auth, users, orders, reviews, ledger, stream, health):
         app.include_router(module.router)
     app.include_router(auth.me_router)
     app.add_middleware(

@@ -26,6 +26,7 @@ from quire.errors import (
     NotFound,
     RateLimited,
     Unauthenticated,
+    Unavailable,
 )
 
 log = logging.getLogger("quire.api")
@@ -38,6 +39,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     Unauthenticated: 401,
     Locked: 423,
     RateLimited: 429,
+    Unavailable: 503,
 }
 
 

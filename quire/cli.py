@@ -67,6 +67,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_api(args)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Serve every Prefect deployment from this process (the embedded mode)."""
+    from deployments.worker import main as serve_all
+
+    serve_all(limit=args.limit, schedules=not args.no_schedules)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--port", type=int, default=None)
         p.add_argument("--workers", type=int, default=1)
         p.set_defaults(func=func)
+
+    worker = sub.add_parser("worker", help="serve every Prefect deployment from this process")
+    worker.add_argument("--limit", type=int, default=8, help="flow runs at once")
+    worker.add_argument(
+        "--no-schedules", action="store_true", help="serve on demand only (no cron schedules)"
+    )
+    worker.set_defaults(func=cmd_worker)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -48,3 +48,9 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """A service Quire depends on (the workflow engine) cannot be reached; try again later."""
+
+    code = "service_unavailable"

@@ -6,7 +6,7 @@ from quire.events.models import Event
 from quire.idempotency import IdempotencyRecord
 from quire.orders.models import Bid, Order, Submission
 from quire.people.models import SpecialistProfile, Tenant, User
-from quire.qa.models import QASignature, QASignatureBand
+from quire.qa.models import QAReview, QARun, QASignature, QASignatureBand
 
 __all__ = [
     "ApiKey",
@@ -15,6 +15,8 @@ __all__ = [
     "Event",
     "IdempotencyRecord",
     "Order",
+    "QAReview",
+    "QARun",
     "QASignature",
     "QASignatureBand",
     "RateLimitCounter",

@@ -105,6 +105,39 @@ class Settings(BaseSettings):
 
     # --- end of QA pipeline ---------------------------------------------------------------------
 
+    # --- Maintenance (quire.orders.maintenance, quire.events.retention) -------------------------
+    # Relayed events older than this many days are pruned (the live stream cannot replay past
+    # it); events the outbox relay has not handed on yet are never pruned, however old.
+    event_retention_days: int = Field(
+        default=30, ge=1, validation_alias="QUIRE_EVENT_RETENTION_DAYS"
+    )
+    # --- end of maintenance ---------------------------------------------------------------------
+
+    # --- Prefect flows (flows/, tasks/, deployments/) ---------------------------------------------
+    # Server mode: the name of a prefect-sqlalchemy SqlAlchemyConnector block holding the database
+    # URL (set by ops in the Prefect UI). Absent block: DATABASE_URL decides. Empty: never look.
+    database_block: str = Field(default="quire-database", validation_alias="QUIRE_DATABASE_BLOCK")
+    # The platform's cut of an accepted order's fee, in basis points (2000 = 20%).
+    platform_fee_bps: int = Field(
+        default=2000, ge=0, le=10_000, validation_alias="QUIRE_PLATFORM_FEE_BPS"
+    )
+    # How long a QA run waits, suspended, for each human review stage before it times out.
+    review_timeout_hours: float = Field(
+        default=168, gt=0, validation_alias="QUIRE_REVIEW_TIMEOUT_HOURS"
+    )
+    # First retry delay of checks that call out; each further retry doubles it (plus jitter).
+    qa_retry_backoff_seconds: float = Field(
+        default=2.0, ge=0, validation_alias="QUIRE_QA_RETRY_BACKOFF_SECONDS"
+    )
+    # The deployment the outbox relay starts for each submission ("<flow name>/<deployment>").
+    qa_deployment: str = Field(
+        default="qa-pipeline/qa-pipeline", validation_alias="QUIRE_QA_DEPLOYMENT"
+    )
+    relay_batch_size: int = Field(
+        default=200, ge=1, le=10_000, validation_alias="QUIRE_RELAY_BATCH"
+    )
+    # --- end of Prefect flows -------------------------------------------------------------------
+
     @field_validator("database_url")
     @classmethod
     def _strip(cls, value: str) -> str:

@@ -57,7 +57,11 @@ def _emit(session: Session, actor: Actor, order: Order, action: Action, **extra:
         EVENT_TYPES[action],
         aggregate_type="order",
         aggregate_id=order.id,
-        payload={"order": snapshot(order), "actor_id": actor.user_id, **extra},
+        payload={
+            "order": snapshot(order),
+            "actor_id": None if actor.is_system else actor.user_id,
+            **extra,
+        },
     )
 
 
@@ -89,6 +93,7 @@ def _transition(
     values: dict[str, Any] | None = None,
     otherwise: DomainError | None = None,
     emit: bool = True,
+    event: dict[str, Any] | None = None,
 ) -> Order:
     """Apply `action` with one conditional UPDATE, or raise why it could not apply."""
     allowed_from, to = TRANSITIONS[action]
@@ -103,7 +108,7 @@ def _transition(
     order = session.execute(stmt).scalar_one_or_none()
     if order is not None:
         if emit:
-            _emit(session, actor, order, action)
+            _emit(session, actor, order, action, **(event or {}))
         return order
     current = get_order(session, actor, order_id, why_failed=True)
     if current.status not in allowed_from:
@@ -224,6 +229,24 @@ def submit(
         submission={"id": submission.id, "number": number, "content_hash": submission.content_hash},
     )
     return submission
+
+
+def start_review(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
+    """QA has picked the submission up: the order is in review until accepted or sent back."""
+    actor.require(*STAFF)
+    return _transition(session, actor, order_id, Action.START_REVIEW)
+
+
+def accept(session: Session, actor: Actor, order_id: uuid.UUID, **details: Any) -> Order:
+    """The work passed QA and every review stage."""
+    actor.require(*STAFF)
+    return _transition(session, actor, order_id, Action.ACCEPT, event=details)
+
+
+def request_rework(session: Session, actor: Actor, order_id: uuid.UUID, **details: Any) -> Order:
+    """Send the work back to its specialist, who submits a new version."""
+    actor.require(*STAFF)
+    return _transition(session, actor, order_id, Action.REQUEST_REWORK, event=details)
 
 
 def content_hash(content: str) -> str:

@@ -8,6 +8,9 @@ from uuid import UUID
 from quire.errors import Forbidden
 from quire.people.models import Role
 
+# Not a user: events written by Quire's own processes carry no actor id.
+SYSTEM_USER_ID = UUID(int=0)
+
 
 @dataclass(frozen=True, slots=True)
 class Actor:
@@ -24,6 +27,15 @@ class Actor:
         if not self.has(*roles):
             needed = " or ".join(sorted(roles))
             raise Forbidden(f"this action needs the {needed} role", code="wrong_role")
+
+    @classmethod
+    def system(cls, tenant_id: UUID) -> Actor:
+        """Quire itself (the QA pipeline, maintenance) acting inside one tenant."""
+        return cls(SYSTEM_USER_ID, tenant_id, frozenset({Role.ADMIN}))
+
+    @property
+    def is_system(self) -> bool:
+        return self.user_id == SYSTEM_USER_ID
 
     @property
     def is_staff(self) -> bool:

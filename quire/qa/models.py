@@ -1,4 +1,4 @@
-"""Near-duplicate index: one MinHash signature per submission, and its LSH band hashes.
+"""QA tables. The near-duplicate index: one MinHash signature per submission and its LSH bands.
 
 A lookup finds candidates by band hash through `ix_qa_signature_bands_lookup` (tenant first, so it
 also serves tenant scoping) and only then reads the candidates' signatures: the cost of a check
@@ -8,9 +8,19 @@ grows with the number of similar submissions, not with the size of the tenant's 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 
-from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, SmallInteger
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from quire.db import Base, utcnow
@@ -47,3 +57,43 @@ class QASignatureBand(TenantScoped, Base):
     )
     band: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     band_hash: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunStatus(enum.StrEnum):
+    CHECKING = "checking"
+    AWAITING_REVIEW = "awaiting_review"
+    REWORK = "rework"
+    ACCEPTED = "accepted"
+
+
+class QARun(TenantScoped, Base):
+    """One QA pipeline run per submission (the relay starts exactly one)."""
+
+    __tablename__ = "qa_runs"
+
+    submission_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.CHECKING)
+    review_stages: Mapped[int]
+    awaiting_stage: Mapped[int | None]
+    summary: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class QAReview(TenantScoped, Base):
+    """A human decision at one review stage of one submission (at most one per stage)."""
+
+    __tablename__ = "qa_reviews"
+    __table_args__ = (UniqueConstraint("submission_id", "stage"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    submission_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("submissions.id"), index=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"))
+    stage: Mapped[int]
+    decision: Mapped[str] = mapped_column(String(16))
+    comments: Mapped[str] = mapped_column(Text, default="")
+    reviewer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    reviewer_label: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,178 @@
+"""QA runs and human reviews: which flow run is checking which submission, and who decided what.
+
+The QA pipeline itself runs in Prefect; this is the part of its state the marketplace needs to
+answer questions without asking Prefect: is this order waiting for a reviewer, at which stage,
+and which flow run should a decision resume? Reviews are recorded here once a run accepts them.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from quire.db import upsert, utcnow
+from quire.errors import Conflict, Forbidden
+from quire.orders.models import Order, Submission
+from quire.orders.service import get_order
+from quire.orders.state import OrderStatus
+from quire.people.actor import Actor
+from quire.people.models import Role
+from quire.qa.models import QAReview, QARun, RunStatus
+from quire.tenancy import tenant_of
+
+
+class ReviewChoice(enum.StrEnum):
+    APPROVE = "approve"
+    REWORK = "rework"
+
+
+class ReviewDecisionData(BaseModel):
+    """What a reviewer decides at one stage. The Prefect flow's `ReviewDecision` form is this
+    model, so the Prefect UI and the API (which resumes the run with it) speak the same shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: ReviewChoice = Field(description="approve, or send the work back for rework")
+    comments: str = Field(default="", max_length=10_000, description="What the specialist reads")
+    reviewer_id: uuid.UUID | None = Field(
+        default=None, description="The deciding Quire user (set by the API; empty from the UI)"
+    )
+    stage: int | None = Field(
+        default=None, ge=1, description="The stage decided (set by the API, checked by the run)"
+    )
+
+
+def register(
+    session: Session,
+    *,
+    submission_id: uuid.UUID,
+    order_id: uuid.UUID,
+    flow_run_id: uuid.UUID | None,
+    review_stages: int,
+) -> None:
+    """Note that `flow_run_id` checks this submission (a re-run of the flow re-registers)."""
+    now = utcnow()
+    insert = upsert(session)(QARun).values(
+        tenant_id=tenant_of(session),
+        submission_id=submission_id,
+        order_id=order_id,
+        flow_run_id=flow_run_id,
+        status=RunStatus.CHECKING,
+        review_stages=review_stages,
+        started_at=now,
+        updated_at=now,
+    )
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["submission_id"],
+            set_={"flow_run_id": flow_run_id, "updated_at": now},
+        )
+    )
+
+
+def set_status(
+    session: Session,
+    submission_id: uuid.UUID,
+    status: RunStatus,
+    *,
+    awaiting_stage: int | None = None,
+    summary: str | None = None,
+) -> None:
+    values: dict[str, object] = {
+        "status": status,
+        "awaiting_stage": awaiting_stage,
+        "updated_at": utcnow(),
+    }
+    if summary is not None:
+        values["summary"] = summary
+    session.execute(
+        update(QARun)
+        .where(QARun.submission_id == submission_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class ReviewTicket:
+    """Where a reviewer's decision goes: this flow run, this stage."""
+
+    order_id: uuid.UUID
+    submission_id: uuid.UUID
+    flow_run_id: uuid.UUID
+    stage: int
+
+
+def open_review(session: Session, actor: Actor, order_id: uuid.UUID) -> ReviewTicket:
+    """May `actor` decide the review this order is waiting for? Returns where the decision goes."""
+    actor.require(Role.REVIEWER)
+    order: Order = get_order(session, actor, order_id)
+    run = session.scalar(
+        select(QARun)
+        .where(QARun.order_id == order_id, QARun.status == RunStatus.AWAITING_REVIEW)
+        .order_by(QARun.started_at.desc())
+        .limit(1)
+    )
+    if order.status != OrderStatus.IN_REVIEW or run is None or run.flow_run_id is None:
+        raise Conflict(
+            f"order {order_id} is not waiting for a review (it is {order.status}; automated "
+            "checks may still be running)",
+            code="review_not_open",
+        )
+    author = session.scalar(
+        select(Submission.specialist_id).where(Submission.id == run.submission_id)
+    )
+    if author == actor.user_id:
+        raise Forbidden(
+            "you submitted this work: another reviewer must review it", code="own_submission"
+        )
+    assert run.awaiting_stage is not None
+    return ReviewTicket(order_id, run.submission_id, run.flow_run_id, run.awaiting_stage)
+
+
+def record_review(
+    session: Session,
+    *,
+    submission_id: uuid.UUID,
+    order_id: uuid.UUID,
+    stage: int,
+    decision: ReviewDecisionData,
+    reviewer_label: str,
+) -> None:
+    """Keep the decision (idempotent: a re-run of the flow records a stage once)."""
+    insert = upsert(session)(QAReview).values(
+        id=uuid.uuid4(),
+        tenant_id=tenant_of(session),
+        submission_id=submission_id,
+        order_id=order_id,
+        stage=stage,
+        decision=decision.decision,
+        comments=decision.comments,
+        reviewer_id=decision.reviewer_id,
+        reviewer_label=reviewer_label,
+        decided_at=utcnow(),
+    )
+    session.execute(insert.on_conflict_do_nothing(index_elements=["submission_id", "stage"]))
+
+
+def reviews_of(session: Session, submission_id: uuid.UUID) -> list[QAReview]:
+    return list(
+        session.scalars(
+            select(QAReview).where(QAReview.submission_id == submission_id).order_by(QAReview.stage)
+        )
+    )
+
+
+def reviews_for_order(session: Session, order_id: uuid.UUID) -> list[QAReview]:
+    return list(
+        session.scalars(
+            select(QAReview)
+            .where(QAReview.order_id == order_id)
+            .order_by(QAReview.decided_at, QAReview.stage)
+        )
+    )

@@ -1,0 +1,66 @@
+"""Maintenance tasks: each sweeps in committed batches until nothing is left to do.
+
+A batch is one short transaction, so a sweep over a large backlog never holds locks for long and
+a crash loses at most the batch in flight (the next hourly run picks the rest up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from sqlalchemy.orm import Session
+
+from quire.db import utcnow
+from quire.events import retention
+from quire.orders import maintenance
+from quire.settings import get_settings
+from tasks.database import flow_database
+
+BATCH = 1000
+
+
+def _sweep(step: Callable[[Session], int]) -> int:
+    total = 0
+    while True:
+        with flow_database().session(write=True) as session:
+            done = step(session)
+        total += done
+        if done < BATCH:
+            return total
+
+
+@task(name="Release claims past their deadline", retries=2, retry_delay_seconds=5)
+def release_overdue_claims() -> int:
+    now = utcnow()
+    return _sweep(lambda s: len(maintenance.release_overdue_claims(s, now, limit=BATCH)))
+
+
+@task(name="Expire stale orders", retries=2, retry_delay_seconds=5)
+def expire_stale_orders() -> int:
+    now = utcnow()
+    return _sweep(lambda s: len(maintenance.expire_stale_orders(s, now, limit=BATCH)))
+
+
+@task(name="Prune relayed events past retention", retries=2, retry_delay_seconds=5)
+def prune_events() -> int:
+    cutoff = retention.retention_cutoff(utcnow(), get_settings().event_retention_days)
+    return _sweep(lambda s: retention.prune_events(s, cutoff, limit=BATCH))
+
+
+@task(name="Gather marketplace statistics")
+def gather_statistics() -> dict[str, Any]:
+    with flow_database().session() as session:
+        return maintenance.marketplace_statistics(session)
+
+
+@task(name="Publish the statistics")
+def publish_statistics(stats: dict[str, Any]) -> str:
+    create_markdown_artifact(
+        markdown=maintenance.statistics_markdown(stats),
+        key="marketplace-statistics",
+        description="Orders by status and the outbox backlog, as of the last maintenance run",
+    )
+    return maintenance.statistics_line(stats)

@@ -1,0 +1,75 @@
+"""Outbox relay tasks: hand unrelayed events to Prefect, then mark them relayed.
+
+Delivery is at-least-once with an idempotent consumer: each flow run is created with an
+idempotency key derived from the event id, so if we crash (or Prefect is unreachable) between
+starting a run and marking the event, the next pass asks again and Prefect answers with the run it
+already has. Events are marked only after their run exists, so nothing is lost while Prefect is
+down: they simply wait. No database lock is held while talking to Prefect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from prefect import task
+from prefect.deployments import run_deployment
+
+from quire.db import utcnow
+from quire.events import relay
+from quire.events.relay import PendingEvent
+from quire.settings import get_settings
+from tasks.database import flow_database
+
+
+def event_key(event: PendingEvent) -> str:
+    """The idempotency key of the flow run an event starts: one event, one run, ever."""
+    return f"quire-event-{event.id}"
+
+
+def start_qa_run(event: PendingEvent) -> uuid.UUID:
+    """`order.submitted` -> one QA pipeline run for that submission."""
+    submission = event.payload.get("submission") or {}
+    flow_run = run_deployment(
+        get_settings().qa_deployment,
+        parameters={
+            "request": {
+                "tenant_id": str(event.tenant_id),
+                "submission_id": str(submission["id"]),
+                "event_id": event.id,
+            }
+        },
+        idempotency_key=event_key(event),
+        timeout=0,  # start it, don't wait for it
+        as_subflow=False,
+        tags=["quire", "qa"],
+    )
+    return flow_run.id
+
+
+# Event type -> what starts for it. Other events are marked relayed with nothing to do.
+CONSUMERS: dict[str, Callable[[PendingEvent], uuid.UUID]] = {"order.submitted": start_qa_run}
+
+
+@task(name="Read unrelayed events")
+def read_pending(limit: int) -> list[PendingEvent]:
+    with flow_database().session() as session:
+        return relay.pending(session, limit)
+
+
+@task(name="Start flow runs for events", retries=2, retry_delay_seconds=[2, 10])
+def deliver(events: list[PendingEvent]) -> dict[int, str]:
+    """Start each event's flow run; mark every event handled so far, even if one fails."""
+    started: dict[int, str] = {}
+    handled: list[int] = []
+    try:
+        for event in events:
+            consumer = CONSUMERS.get(event.type)
+            if consumer is not None:
+                started[event.id] = str(consumer(event))
+            handled.append(event.id)
+    finally:
+        if handled:
+            with flow_database().session(write=True) as session:
+                relay.mark_relayed(session, handled, utcnow())
+    return started

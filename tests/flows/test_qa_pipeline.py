@@ -1,0 +1,68 @@
+"""The QA pipeline as Prefect runs it: checks as tasks, retries, caching, verdicts, money."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from flows.qa_pipeline import QARequest, qa_pipeline
+from ledger.models import Transfer
+from quire.orders.schemas import QAConfig
+from quire.orders.state import OrderStatus
+from tests.flows.scenario import ARTICLE, order_status, submitted_work
+
+
+def run_qa(world, work) -> object:
+    return qa_pipeline(QARequest(tenant_id=world.tenant_id, submission_id=work.submission_id))
+
+
+def test_clean_work_without_review_stages_is_accepted_and_paid_once(
+    prefect_api, flow_env, world, grammar_service
+):
+    work = submitted_work(flow_env, world, qa=QAConfig(review_stages=0))
+    outcome = run_qa(world, work)
+    assert outcome.verdict == "accepted"
+    assert order_status(flow_env, world, work.order_id) == OrderStatus.ACCEPTED
+    with flow_env.session(world.tenant_id) as s:
+        earnings = s.scalar(
+            select(func.count()).select_from(Transfer).where(Transfer.kind == "earnings")
+        )
+    assert earnings == 1
+
+
+def test_a_flaky_grammar_service_is_retried_with_backoff_until_it_answers(
+    prefect_api, flow_env, world, grammar_service
+):
+    work = submitted_work(
+        flow_env, world, qa=QAConfig(review_stages=0), content=ARTICLE + " (flaky run)"
+    )
+    grammar_service.fail_next(2, status=503)
+    before = grammar_service.request_count
+    outcome = run_qa(world, work)
+    assert outcome.verdict == "accepted"
+    assert grammar_service.request_count - before == 3  # two failures, then the answer
+
+
+def test_unchanged_content_reuses_the_cached_check_results(
+    prefect_api, flow_env, world, grammar_service
+):
+    content = ARTICLE + " (cached run)"
+    first = submitted_work(flow_env, world, qa=QAConfig(review_stages=0), content=content)
+    run_qa(world, first)
+    calls = grammar_service.request_count
+    second = submitted_work(flow_env, world, qa=QAConfig(review_stages=0), content=content)
+    outcome = run_qa(world, second)
+    assert grammar_service.request_count == calls  # the grammar check came from the cache
+    # ...while the duplicate check, which depends on the tenant's other work, did run:
+    assert outcome.verdict == "rework"
+    assert "duplicate" in outcome.reasons.lower()
+
+
+def test_failed_checks_send_the_work_back_without_bothering_a_reviewer(
+    prefect_api, flow_env, world
+):
+    qa = QAConfig(review_stages=1, banned_terms=["roadmap"])
+    work = submitted_work(flow_env, world, qa=qa, content=ARTICLE + " (banned term run)")
+    outcome = run_qa(world, work)
+    assert outcome.verdict == "rework"
+    assert "roadmap" in outcome.reasons
+    assert order_status(flow_env, world, work.order_id) == OrderStatus.REWORK
