@@ -66,6 +66,10 @@ def submission(_: Ids) -> dict[str, Any]:
     return {"content": "Eight hundred words on double-entry bookkeeping."}
 
 
+def review(_: Ids) -> dict[str, Any]:
+    return {"decision": "approve", "comments": "Reads well."}
+
+
 def bid(_: Ids) -> dict[str, Any]:
     return {"amount_minor": 20_000, "note": "I can do this"}
 
@@ -166,6 +170,10 @@ ENDPOINTS: list[Endpoint] = [
         body=submission,
     ),
     Endpoint("GET", "/orders/{order_id}/submissions", ANYONE, {"order_id": "claimed_order"}),
+    Endpoint(
+        "POST", "/orders/{order_id}/reviews", ("reviewer",), {"order_id": "claimed_order"}, review
+    ),
+    Endpoint("GET", "/orders/{order_id}/reviews", ANYONE, {"order_id": "claimed_order"}),
     Endpoint(
         "POST", "/orders/{order_id}/bids", ("specialist",), {"order_id": "bidding_order"}, body=bid
     ),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from prefect.context import TaskRunContext
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from flows.qa_pipeline import QARequest, qa_pipeline
 from ledger.models import Transfer
 from quire.orders.schemas import QAConfig
 from quire.orders.state import OrderStatus
-from tests.flows.scenario import ARTICLE, order_status, submitted_work
+from tests.flows.scenario import ARTICLE, make_late, order_status, submitted_work
 
 
 def run_qa(world, work) -> object:
@@ -66,3 +68,31 @@ def test_failed_checks_send_the_work_back_without_bothering_a_reviewer(
     assert outcome.verdict == "rework"
     assert "roadmap" in outcome.reasons
     assert order_status(flow_env, world, work.order_id) == OrderStatus.REWORK
+
+
+def test_earnings_are_posted_once_even_when_the_acceptance_step_is_retried(
+    prefect_api, flow_env, world
+):
+    """The first attempt commits and then fails (as a lost connection after COMMIT would):
+    Prefect retries the step, which finds the order accepted and the transfers already posted."""
+    failures = []
+
+    def fail_once_after_commit(session: Session) -> None:
+        context = TaskRunContext.get()
+        if context and context.task.name.startswith("Accept") and not failures:
+            failures.append(context.task_run.id)
+            raise ConnectionError("connection lost after COMMIT")
+
+    work = submitted_work(flow_env, world, qa=QAConfig(review_stages=0), content=ARTICLE + " rt")
+    make_late(flow_env, world, work.order_id, days=1.5)  # two started days late: a fine too
+    event.listen(Session, "after_commit", fail_once_after_commit)
+    try:
+        outcome = run_qa(world, work)
+    finally:
+        event.remove(Session, "after_commit", fail_once_after_commit)
+    assert failures, "the acceptance step never failed"
+    assert outcome.verdict == "accepted"
+    with flow_env.session(world.tenant_id) as s:
+        kinds = sorted(s.scalars(select(Transfer.kind)))
+    assert kinds == ["earnings", "late_fine"]
+    assert outcome.late_fine_minor == 50_000 * 10 // 100  # 5% per started day, 2 days

@@ -1,0 +1,50 @@
+"""Hourly maintenance as a flow run: overdue claims reopen, stale orders expire, old relayed
+events go, and the statistics are published."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect.client.orchestration import get_client
+from sqlalchemy import select, update
+
+from flows.maintenance import marketplace_maintenance
+from quire.db import utcnow
+from quire.events.models import Event
+from quire.orders import service as orders
+from quire.orders.state import OrderStatus
+from quire.tenancy import ALL_TENANTS
+from tests.flows.scenario import make_late, order_status, submitted_work
+from tests.quire.orders.test_service import new_order
+
+
+def test_an_overdue_claim_is_released_then_expired_and_old_relayed_events_pruned(
+    prefect_api, flow_env, world
+):
+    overdue = new_order(flow_env, world)
+    with flow_env.session(world.tenant_id, write=True) as s:
+        orders.claim(s, world.specialist.actor, overdue)
+    make_late(flow_env, world, overdue, days=1)
+    delivered = submitted_work(flow_env, world)  # submitted: maintenance leaves it alone
+    make_late(flow_env, world, delivered.order_id, days=1)
+    with flow_env.session(write=True) as s:  # an old, relayed event past retention
+        s.execute(
+            update(Event)
+            .where(Event.id == delivered.event_id)
+            .values(relayed_at=utcnow(), created_at=utcnow() - dt.timedelta(days=400))
+            .execution_options(**ALL_TENANTS)
+        )
+
+    report = marketplace_maintenance()
+
+    assert report.released >= 1
+    assert report.expired >= 1
+    assert report.pruned >= 1
+    assert order_status(flow_env, world, overdue) == OrderStatus.EXPIRED
+    assert order_status(flow_env, world, delivered.order_id) == OrderStatus.SUBMITTED
+    with flow_env.session(world.tenant_id) as s:
+        types = list(s.scalars(select(Event.type).where(Event.aggregate_id == overdue)))
+    assert types[-2:] == ["order.released", "order.expired"]
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+    assert any(a.key == "marketplace-statistics" for a in artifact)
