@@ -58,13 +58,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Migrate, seed the demo tenant, and serve the API (the README's main command)."""
+    """The README's main command: the marketplace -> QA -> ledger path, end to end."""
     cmd_migrate(args)
     cmd_seed_demo(args)
-    settings = get_settings()
-    host, port = args.host or settings.api_host, args.port or settings.api_port
-    print(f"\nAPI docs: http://{host}:{port}/docs   (Ctrl-C to stop)\n", flush=True)
-    return cmd_api(args)
+    from deployments.demo import run
+
+    return run(exit_when_done=args.exit)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -85,15 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("seed-demo", help="create the demo tenant and people").set_defaults(
         func=cmd_seed_demo
     )
-    for name, func, text in (
-        ("api", cmd_api, "serve the marketplace API"),
-        ("demo", cmd_demo, "migrate, seed the demo tenant and serve the API"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--host", default=None)
-        p.add_argument("--port", type=int, default=None)
-        p.add_argument("--workers", type=int, default=1)
-        p.set_defaults(func=func)
+    api = sub.add_parser("api", help="serve the marketplace API")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=cmd_api)
+
+    demo = sub.add_parser(
+        "demo", help="run the marketplace -> QA -> ledger path end to end on the embedded defaults"
+    )
+    demo.add_argument("--exit", action="store_true", help="stop after the summary")
+    demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="serve every Prefect deployment from this process")
     worker.add_argument("--limit", type=int, default=8, help="flow runs at once")

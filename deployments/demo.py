@@ -1,0 +1,229 @@
+"""`quire demo`: the marketplace -> QA -> ledger path, end to end, on the embedded defaults.
+
+    migrate and seed the demo tenant (SQLite under the data directory)
+    -> start Prefect's temporary server and `quire worker` (every deployment, served)
+    -> start the API
+    -> specialists log in, claim and submit through the HTTP API
+    -> the outbox relay starts one QA run per submission; the checks run
+    -> the demo reviewer approves through the API, which resumes the suspended runs
+    -> earnings land in the ledger; print a summary
+    -> keep everything running (API docs, Prefect UI) until Ctrl-C, unless --exit
+
+Everything a user would do goes through the real interfaces: HTTP for people, Prefect for runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from quire.demo import DEMO_PASSWORD, DEMO_TENANT
+from quire.qa.report import format_minor
+from quire.settings import get_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORK = {
+    "writer1@demo.quire": (
+        "Landing page copy for a fintech launch",
+        "Money that moves as fast as your business. Open an account in minutes, pay suppliers "
+        "in thirty currencies, and see every transfer reconciled before your coffee cools. "
+        "No branches, no paperwork, no surprises on the statement.",
+    ),
+    "writer2@demo.quire": (
+        "Edit a 3,000-word white paper",
+        "The edited white paper tightens the argument to three claims, moves the evidence "
+        "next to each claim, and replaces the passive voice in the methods section. Figures "
+        "were renumbered and every citation was checked against its source.",
+    ),
+}
+REVIEWER = "reviewer@demo.quire"
+FINANCE = "finance@demo.quire"
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def process(name: str, args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process in its own group, logging to `log`, stopped (with its children) on exit."""
+    with log.open("wb") as out:
+        child = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+        )
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGTERM)
+                try:
+                    child.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait(10)
+
+
+class Api:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=60)
+        self.tokens: dict[str, str] = {}
+
+    def ready(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return self.http.get("/health/ready").status_code == 200
+        return False
+
+    def login(self, email: str) -> None:
+        body = {"tenant": DEMO_TENANT, "email": email, "password": DEMO_PASSWORD}
+        response = self.http.post("/auth/login", json=body)
+        response.raise_for_status()
+        self.tokens[email] = response.json()["access_token"]
+
+    def call(self, who: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+
+def run(*, exit_when_done: bool = False) -> int:
+    settings = get_settings()
+    data = settings.data_dir.resolve()
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    # Prefect keeps its own database (runs, artifacts) and results under the data directory.
+    os.environ.setdefault("PREFECT_HOME", str(data / "prefect"))
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(data / "prefect" / "results"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("QUIRE_DATABASE_BLOCK", "")
+
+    step("starting Prefect's temporary server (takes ~15-40 s)")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    prefect_server = SubprocessASGIServer()
+    prefect_server.start(timeout=180)
+    os.environ["PREFECT_API_URL"] = prefect_server.api_url
+    ui = prefect_server.api_url.removesuffix("/api")
+    try:
+        with (
+            process("worker", [sys.executable, "-m", "quire.cli", "worker"], logs / "worker.log"),
+            process(
+                "api", [sys.executable, "-m", "quire.cli", "api"], logs / "api.log"
+            ) as api_process,
+        ):
+            api = Api(f"http://{settings.api_host}:{settings.api_port}")
+            step(f"starting the API and the worker (logs in {logs})")
+            wait_for("the API", lambda: api.ready() or api_process.poll() is not None, 120)
+            if api_process.poll() is not None:
+                raise RuntimeError(f"the API exited: see {logs / 'api.log'}")
+            step("waiting for the worker to serve the deployments")
+            wait_for("the deployments", deployments_served, 180)
+            summary = walk_through(api)
+            print_summary(summary, api.base_url, ui)
+            if exit_when_done:
+                return 0
+            print("Everything keeps running for you to explore. Ctrl-C to stop.", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    finally:
+        prefect_server.stop()
+    return 0
+
+
+def deployments_served() -> bool:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name("outbox-relay/outbox-relay")
+            client.read_deployment_by_name(get_settings().qa_deployment)
+        except ObjectNotFound:
+            return False
+    return True
+
+
+def walk_through(api: Api) -> dict[str, Any]:
+    for email in (*WORK, REVIEWER, FINANCE):
+        api.login(email)
+    open_orders = api.call(REVIEWER, "GET", "/orders", params={"status": "open", "limit": 200})
+    by_title = {o["title"]: o for o in open_orders.json()["items"]}
+
+    claimed: dict[str, dict[str, Any]] = {}
+    for writer, (title, content) in WORK.items():
+        order = by_title.get(title)
+        if order is None:
+            step(f"'{title}' is not open any more (an earlier demo took it); skipping")
+            continue
+        step(f"{writer} claims '{title}'")
+        api.call(writer, "POST", f"/orders/{order['id']}/claim").raise_for_status()
+        step(f"{writer} submits the work")
+        api.call(
+            writer, "POST", f"/orders/{order['id']}/submissions", json={"content": content}
+        ).raise_for_status()
+        claimed[order["id"]] = order
+
+    step("the outbox relay hands the submissions to Prefect (one QA run each)")
+    from prefect.deployments import run_deployment
+
+    run_deployment("outbox-relay/outbox-relay", timeout=300)
+
+    for order_id, order in claimed.items():
+        step(f"QA checks run for '{order['title']}'; the reviewer waits for the review stage")
+        wait_for(
+            "the review stage",
+            lambda order_id=order_id: (
+                api.call(
+                    REVIEWER,
+                    "POST",
+                    f"/orders/{order_id}/reviews",
+                    json={"decision": "approve", "comments": "Approved in the demo."},
+                ).status_code
+                == 202
+            ),
+        )
+        step(f"{REVIEWER} approved '{order['title']}' through the API")
+    for order_id, order in claimed.items():
+        wait_for(
+            f"'{order['title']}' to be accepted",
+            lambda order_id=order_id: (
+                api.call(REVIEWER, "GET", f"/orders/{order_id}").json()["status"] == "accepted"
+            ),
+        )
+        step(f"'{order['title']}' accepted; earnings posted")
+    accounts = api.call(FINANCE, "GET", "/ledger/accounts").json()
+    return {"orders": list(claimed.values()), "accounts": accounts}
+
+
+def print_summary(summary: dict[str, Any], api_url: str, ui_url: str) -> None:
+    print("\nSummary", flush=True)
+    for order in summary["orders"]:
+        fee = format_minor(order["fee_minor"], order["currency"])
+        print(f"  accepted  {order['title']}  (fee {fee})")
+    print("  ledger balances:")
+    for account in summary["accounts"]:
+        if account["balance_minor"]:
+            owner = f" {account['owner_id']}" if account["owner_id"] else ""
+            amount = format_minor(account["balance_minor"], account["currency"])
+            print(f"    {account['kind']:<20} {amount:>16}{owner}")
+    print(f"\n  API docs:  {api_url}/docs\n  Prefect UI: {ui_url}\n", flush=True)
