@@ -1,9 +1,12 @@
 """docker-compose.yml, Dockerfile and .dockerignore agree with the code.
 
 No Docker engine runs where the tests run, so the container definitions are checked by
-construction: every `quire` command they run exists, every environment name they set is a
-`Settings` field, the ports line up, the database URL reaches the PostgreSQL service, and the
-build context holds what the image installs.
+construction: every `quire` command they run exists and every `prefect` command parses in the
+installed Prefect CLI, every environment name they set is a `Settings` field, a Prefect setting
+or a variable prefect.yaml reads, the ports line up, the database URLs reach their PostgreSQL
+services, the worker polls prefect.yaml's work pool from where the image holds the source, and
+the build context holds what the image installs. (tests/deployments/test_smoke.py runs the same
+Prefect server, deploy, worker and API as processes.)
 
 Compose variables (`${NAME:-default}`) are resolved as `docker compose` would, with only
 `OPERATOR_ENV` (what an operator puts in `.env`) in the environment.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import prefect
+import prefect.settings
 import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
@@ -40,9 +46,13 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
+PREFECT_YAML = ROOT / "prefect.yaml"
+LOCK = ROOT / "requirements.lock"
 
 API = "api"
 POSTGRES = "postgres"
+API_PORT = 8000
+PREFECT_PORT = 4200
 # What the operator must supply (in the shell or .env) before `docker compose up`.
 OPERATOR_ENV = {"QUIRE_JWT_SECRET": "operator-supplied-secret-0123456789abcdef0123456789"}
 
@@ -156,6 +166,25 @@ def quire_services(compose: dict[str, Any]) -> list[str]:
     return [name for name, service in services(compose).items() if "build" in service]
 
 
+def database_services(compose: dict[str, Any]) -> list[str]:
+    """Quire services that work on Quire's database: they run `quire` commands, or a Prefect
+    worker (whose flow runs do). The deploy one-shot only talks to Prefect's API."""
+    return [
+        name
+        for name in quire_services(compose)
+        if service_invocations(compose, name)
+        or any(parsed == PREFECT_WORKER_START for parsed, _ in prefect_calls(compose, name))
+    ]
+
+
+def postgres_services(compose: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, service in services(compose).items()
+        if str(service.get("image", "")).startswith("postgres:")
+    ]
+
+
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
@@ -176,45 +205,170 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 
+def named_volumes(compose: dict[str, Any], name: str) -> dict[str, str]:
+    """A service's mounts of named (top-level) volumes: container path -> volume."""
+    mounts = {}
+    for volume in services(compose)[name].get("volumes") or []:
+        if isinstance(volume, dict):
+            source, target = volume.get("source", ""), volume["target"]
+        else:
+            source, _, target = str(volume).partition(":")
+            target = target.split(":")[0]
+        if source in (compose.get("volumes") or {}):
+            mounts[target] = source
+    return mounts
+
+
+def port_mappings(service: dict[str, Any]) -> dict[int, int | None]:
+    """Published ports: container port -> host port (None: an ephemeral host port)."""
+    mappings: dict[int, int | None] = {}
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            published = entry.get("published")
+            mappings[int(entry["target"])] = int(published) if published else None
+            continue
+        *host, target = str(entry).split("/")[0].split(":")
+        mappings[int(target)] = int(host[-1]) if host and host[-1] else None
+    return mappings
+
+
+def healthcheck_url(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    [url] = re.findall(r"https?://[^\s'\"]+", " ".join(test) if isinstance(test, list) else test)
+    return url
+
+
+def image_workdir() -> str:
+    workdir = "/"
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "WORKDIR":
+            workdir = str(Path(workdir, arguments))
+    return workdir
+
+
+def image_source_dirs() -> set[str]:
+    """Where the image holds the source tree: destinations of `COPY . <dest>`."""
+    source_copies, workdir = set(), "/"
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "WORKDIR":
+            workdir = str(Path(workdir, arguments))
+        elif keyword == "COPY":
+            *sources, destination = [w for w in shlex.split(arguments) if not w.startswith("--")]
+            if "." in sources:
+                source_copies.add(str(Path(workdir, destination)))
+    return source_copies
+
+
 # --- What the commands run -----------------------------------------------------------------------
 
 _SHELL_OPERATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;"}
+_SHELLS = {"sh", "bash", "dash", "ash"}
 
 
-def _words(command: str | list[str] | None) -> list[str]:
-    """Shell words of a command, exec form or shell form (`sh -c "quire migrate && ..."`)."""
+def _argv(command: str | list[str] | None) -> list[str]:
+    """A compose `command`/`entrypoint` as argv (compose splits a string like a shell would)."""
     if command is None:
         return []
-    words: list[str] = []
-    for part in [command] if isinstance(command, str) else command:
-        lexer = shlex.shlex(str(part), posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        words.extend(lexer)
-    return words
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def _script_commands(script: str) -> list[list[str]]:
+    """The simple commands of a shell script: split at operators and line ends."""
+    lexer = shlex.shlex(
+        script.replace("\\\n", " ").replace("\n", " ; "), posix=True, punctuation_chars=True
+    )
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for word in lexer:
+        if word in _SHELL_OPERATORS:
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return [command for argv in commands if argv for command in simple_commands(argv)]
+
+
+def simple_commands(argv: list[str]) -> list[list[str]]:
+    """The programs an argv runs with their arguments: itself, or, for `sh -c '<script>'`
+    (the shell form: `sh -c "quire migrate && ..."`), each command of the script."""
+    while argv and (argv[0] == "exec" or re.fullmatch(r"[A-Za-z_]\w*=.*", argv[0])):
+        argv = argv[1:]  # `exec quire api`, `NAME=value quire api`
+    if argv and Path(argv[0]).name in _SHELLS:
+        for index, word in enumerate(argv[1:], start=1):
+            if not word.startswith("-"):
+                break
+            if "c" in word[1:] and index + 1 < len(argv):
+                return _script_commands(argv[index + 1])
+    return [argv] if argv else []
+
+
+def invocations(command: str | list[str] | None, program: str = "quire") -> list[list[str]]:
+    """The arguments of each `<program> ...` call (quire or prefect) in a command, in order."""
+    return [argv[1:] for argv in simple_commands(_argv(command)) if Path(argv[0]).name == program]
 
 
 def quire_invocations(command: str | list[str] | None) -> list[list[str]]:
-    """The arguments of each `quire ...` call in a command, in order."""
-    calls: list[list[str]] = []
-    current: list[str] | None = None
-    for word in _words(command):
-        if word == "quire" or word.endswith("/quire"):
-            current = []
-            calls.append(current)
-        elif word in _SHELL_OPERATORS:
-            current = None
-        elif current is not None:
-            current.append(word)
+    return invocations(command, "quire")
+
+
+def service_invocations(
+    compose: dict[str, Any], name: str, program: str = "quire"
+) -> list[list[str]]:
+    """The calls a service's container makes; a Quire service without `command` runs the CMD."""
+    service = services(compose)[name]
+    command = service.get("command")
+    if command is None and "build" in service:
+        command = image_command()
+    return invocations(_argv(service.get("entrypoint")) + _argv(command), program)
+
+
+def parse_prefect(arguments: list[str]) -> tuple[str, dict[str, Any]]:
+    """`prefect <arguments>` as the installed Prefect CLI parses it, without running it.
+
+    Returns the command (`module:function`, e.g. `prefect.cli.worker:start`) and its bound
+    arguments; an unknown subcommand or option, or a missing argument, raises. (Prefect's CLI is
+    a cyclopts app: the root app takes session flags such as --no-prompt, then dispatches.)
+    """
+    from prefect.cli._app import _app, _normalize_top_level_flags
+
+    quiet = {"exit_on_error": False, "print_error": False}
+    _, root, _ = _app.meta.parse_args(_normalize_top_level_flags(arguments), **quiet)
+    command, bound, _ = _app.parse_args(root.arguments.get("tokens", ()), **quiet)
+    return f"{command.__module__}:{command.__name__}", dict(bound.arguments)
+
+
+PREFECT_SERVER_START = "prefect.cli.server:start"
+PREFECT_WORKER_START = "prefect.cli.worker:start"
+PREFECT_DEPLOY = "prefect.cli.deploy._commands:deploy"
+PREFECT_WORK_POOL_CREATE = "prefect.cli.work_pool:create"
+
+
+def prefect_calls(compose: dict[str, Any], name: str) -> list[tuple[str, dict[str, Any]]]:
+    """A service's `prefect` calls that parse (the others fail their own test)."""
+    calls = []
+    for arguments in service_invocations(compose, name, "prefect"):
+        with contextlib.suppress(Exception):
+            calls.append(parse_prefect(arguments))
     return calls
 
 
-def service_invocations(compose: dict[str, Any], name: str) -> list[list[str]]:
-    service = services(compose)[name]
-    command = service.get("command")
-    argv = _words(service.get("entrypoint")) + _words(
-        image_command() if command is None else command
-    )
-    return quire_invocations(argv)
+def services_running(compose: dict[str, Any], command: str) -> list[str]:
+    """Services whose command runs the given Prefect CLI command."""
+    return [
+        name
+        for name in services(compose)
+        if any(parsed == command for parsed, _ in prefect_calls(compose, name))
+    ]
+
+
+def the_service_running(compose: dict[str, Any], command: str) -> str:
+    found = services_running(compose, command)
+    assert len(found) == 1, f"expected one service running {command}, found {found}"
+    return found[0]
+
+
+def prefect_arguments(compose: dict[str, Any], name: str, command: str) -> dict[str, Any]:
+    [arguments] = [args for parsed, args in prefect_calls(compose, name) if parsed == command]
+    return arguments
 
 
 def _cli_help(*argv: str) -> str:
@@ -266,6 +420,51 @@ def setting_names() -> set[str]:
 
 def is_quire_setting_name(name: str) -> bool:
     return name.startswith("QUIRE_") or name == "DATABASE_URL"
+
+
+def prefect_yaml() -> dict[str, Any]:
+    return yaml.safe_load(PREFECT_YAML.read_text())
+
+
+_TEMPLATE_ENV = re.compile(r"\{\{\s*\$([A-Za-z_]\w*)\s*\}\}")
+
+
+def prefect_yaml_variables() -> set[str]:
+    """Environment names prefect.yaml reads (`{{ $NAME }}`, resolved where the step runs)."""
+    return set(_TEMPLATE_ENV.findall(PREFECT_YAML.read_text()))
+
+
+def resolve_template(value: str, env: Mapping[str, str]) -> str:
+    """A prefect.yaml value as a worker resolves it from its environment."""
+
+    def replace(match: re.Match[str]) -> str:
+        assert match[1] in env, f"prefect.yaml reads ${match[1]}, which is not set"
+        return env[match[1]]
+
+    return _TEMPLATE_ENV.sub(replace, value)
+
+
+def prefect_work_pools() -> set[str]:
+    return {d["work_pool"]["name"] for d in prefect_yaml()["deployments"]}
+
+
+@pytest.fixture
+def prefect_settings_from(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[Mapping[str, str]], prefect.settings.Settings]:
+    """Prefect's settings as a container would read them: from its environment alone."""
+
+    def build(env: Mapping[str, str]) -> prefect.settings.Settings:
+        for name in list(os.environ):
+            if name.startswith("PREFECT_"):
+                monkeypatch.delenv(name)
+        # No profile of this machine's ~/.prefect leaks in.
+        monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "no-profiles.toml"))
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return prefect.settings.Settings()
+
+    return build
 
 
 @pytest.fixture
@@ -338,6 +537,12 @@ def test_quire_console_script_is_declared_in_pyproject(pyproject: dict[str, Any]
     assert getattr(import_module(module), attribute) is cli.main
 
 
+def test_every_quire_container_runs_quire_or_prefect(compose: dict[str, Any]) -> None:
+    for name in quire_services(compose):
+        calls = service_invocations(compose, name) + service_invocations(compose, name, "prefect")
+        assert calls, f"service {name} runs neither quire nor prefect"
+
+
 def test_every_quire_command_the_containers_run_exists(
     compose: dict[str, Any], cli_subcommands: dict[str, set[str]]
 ) -> None:
@@ -345,14 +550,42 @@ def test_every_quire_command_the_containers_run_exists(
     calls = {f"image CMD: {image_command()}": quire_invocations(image_command())}
     for name in quire_services(compose):
         calls[f"service {name}"] = service_invocations(compose, name)
-    assert all(calls.values()), f"a Quire container runs no quire command: {calls}"
+    assert any(calls.values()), "no container runs a quire command"
 
-    for where, invocations in calls.items():
-        for subcommand, *arguments in invocations:
+    for where, quire_calls in calls.items():
+        for subcommand, *arguments in quire_calls:
             assert subcommand in cli_subcommands, f"{where}: no `quire {subcommand}`"
             flags = {word.split("=", 1)[0] for word in arguments if word.startswith("--")}
             unknown = flags - cli_subcommands[subcommand]
             assert not unknown, f"{where}: `quire {subcommand}` has no option {sorted(unknown)}"
+
+
+def test_every_prefect_command_the_containers_run_parses(compose: dict[str, Any]) -> None:
+    """Each `prefect ...` (server, work pool, deploy, worker) is a command of the installed
+    Prefect CLI, with options it has: the same Prefect as requirements.lock and the images."""
+    calls = {
+        name: service_invocations(compose, name, "prefect")
+        for name in services(compose)
+        if service_invocations(compose, name, "prefect")
+    }
+    assert calls, "no container runs Prefect"
+    for name, prefect_invocations in calls.items():
+        for arguments in prefect_invocations:
+            try:
+                parse_prefect(arguments)
+            except Exception as exc:  # cyclopts' errors say what is wrong
+                pytest.fail(f"service {name}: `prefect {shlex.join(arguments)}`: {exc}")
+
+
+def test_the_stack_runs_a_prefect_server_deploys_and_a_worker(compose: dict[str, Any]) -> None:
+    """One Prefect server; the deployments are created, and flows run, from this repository's
+    image (they load the flows' code)."""
+    the_service_running(compose, PREFECT_SERVER_START)
+    deploy = the_service_running(compose, PREFECT_DEPLOY)
+    worker = the_service_running(compose, PREFECT_WORKER_START)
+    assert {deploy, worker} <= set(quire_services(compose))
+    assert prefect_arguments(compose, deploy, PREFECT_DEPLOY).get("deploy_all") is True
+    assert services(compose)[deploy].get("restart") == "no", "deploy is a one-shot"
 
 
 def test_migrations_complete_before_the_api_starts(compose: dict[str, Any]) -> None:
@@ -372,8 +605,9 @@ def test_migrations_complete_before_the_api_starts(compose: dict[str, Any]) -> N
 
 
 def test_quire_services_set_only_real_setting_names(compose: dict[str, Any]) -> None:
-    """QUIRE_* and DATABASE_URL names in a Quire service or the image are Settings aliases."""
-    known = setting_names()
+    """QUIRE_* and DATABASE_URL names in a Quire service or the image are Settings aliases, or
+    variables prefect.yaml reads (QUIRE_APP_DIR)."""
+    known = setting_names() | prefect_yaml_variables()
     sources = {"Dockerfile ENV": image_environment()}
     sources.update({name: environment(services(compose)[name]) for name in quire_services(compose)})
     unknown = [
@@ -385,11 +619,37 @@ def test_quire_services_set_only_real_setting_names(compose: dict[str, Any]) -> 
     assert not unknown, f"not a setting in quire/settings.py: {unknown}"
 
 
+def test_prefect_setting_names_are_real(compose: dict[str, Any]) -> None:
+    """PREFECT_* names in any service or the image are settings prefect.settings knows (Prefect
+    ignores a misspelt name silently)."""
+    sources = {"Dockerfile ENV": image_environment()}
+    sources.update({name: environment(service) for name, service in services(compose).items()})
+    unknown = [
+        f"{where}: {name}"
+        for where, env in sources.items()
+        for name in env
+        if name.startswith("PREFECT_") and not hasattr(prefect.settings, name)
+    ]
+    assert not unknown, f"not a Prefect setting: {unknown}"
+
+
+def test_prefect_settings_parse_in_every_container_that_runs_prefect(
+    compose: dict[str, Any],
+    prefect_settings_from: Callable[[Mapping[str, str]], prefect.settings.Settings],
+) -> None:
+    """Each value parses (a bad boolean or URL would stop the container at start)."""
+    for name in services(compose):
+        if name in quire_services(compose):
+            prefect_settings_from(container_environment(compose, name))
+        elif service_invocations(compose, name, "prefect"):
+            prefect_settings_from(environment(services(compose)[name]))
+
+
 def test_quire_containers_get_valid_settings_on_postgresql(
     compose: dict[str, Any], settings_from: Callable[[Mapping[str, str]], Settings]
 ) -> None:
     """The values parse as Settings, with a database URL the data layer accepts (no SQLite)."""
-    for name in quire_services(compose):
+    for name in database_services(compose):
         settings = settings_from(container_environment(compose, name))
         url = normalize_url(settings.effective_database_url)
         assert url.get_backend_name() == "postgresql", name
@@ -398,9 +658,12 @@ def test_quire_containers_get_valid_settings_on_postgresql(
 
 def test_jwt_secret_must_come_from_the_operator(raw_compose: dict[str, Any]) -> None:
     """The file ships no signing secret: compose stops with a message when it is not set."""
-    for name in quire_services(raw_compose):
+    for name in database_services(raw_compose):
         secret = environment(services(raw_compose)[name]).get("QUIRE_JWT_SECRET", "")
         assert re.fullmatch(r"\$\{QUIRE_JWT_SECRET:\?[^}]+\}", secret), name
+    for name in quire_services(raw_compose):
+        secret = environment(services(raw_compose)[name]).get("QUIRE_JWT_SECRET")
+        assert secret is None or secret.startswith("${QUIRE_JWT_SECRET:?"), name
     with pytest.raises(MissingVariable, match="QUIRE_JWT_SECRET"):
         interpolate(raw_compose, {})
 
@@ -430,6 +693,7 @@ def test_published_port_is_the_port_the_api_listens_on(
         else:
             targets.add(int(str(entry).split("/")[0].rsplit(":", 1)[-1]))
     assert port in targets
+    assert port == API_PORT, "the README and clients expect the API on 8000"
     assert port in exposed_ports(), "the Dockerfile EXPOSEs another port"
 
 
@@ -466,7 +730,7 @@ def test_database_url_points_at_the_postgres_service(compose: dict[str, Any]) ->
     """postgresql+psycopg to the `postgres` service, with the credentials that service creates."""
     postgres = environment(services(compose)[POSTGRES])
     urls = {
-        environment(services(compose)[name])["DATABASE_URL"] for name in quire_services(compose)
+        environment(services(compose)[name])["DATABASE_URL"] for name in database_services(compose)
     }
     assert len(urls) == 1, f"Quire services disagree on the database: {urls}"
     url = make_url(urls.pop())
@@ -481,22 +745,226 @@ def test_database_url_points_at_the_postgres_service(compose: dict[str, Any]) ->
 def test_postgres_is_healthchecked_and_keeps_its_data_in_a_named_volume(
     compose: dict[str, Any],
 ) -> None:
-    """pg_isready gates the dependants; the data directory survives `docker compose down`."""
-    postgres = services(compose)[POSTGRES]
-    assert postgres["image"].startswith("postgres:")
-    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
-    named = {
-        source
-        for source, _, target in (str(volume).partition(":") for volume in postgres["volumes"])
-        if target.split(":")[0] == "/var/lib/postgresql/data"
-    }
-    assert named, "the data directory is not on a volume"
-    assert named <= set(compose.get("volumes") or {}), "not a named (top-level) volume"
+    """pg_isready gates the dependants; each data directory survives `docker compose down`,
+    on a volume of its own."""
+    assert POSTGRES in postgres_services(compose)
+    volumes = []
+    for name in postgres_services(compose):
+        postgres = services(compose)[name]
+        assert "pg_isready" in " ".join(postgres["healthcheck"]["test"]), name
+        volume = named_volumes(compose, name).get("/var/lib/postgresql/data")
+        assert volume, f"{name}: the data directory is not on a named (top-level) volume"
+        volumes.append(volume)
+    assert len(set(volumes)) == len(volumes), f"PostgreSQL services share a volume: {volumes}"
 
 
 def test_quire_services_wait_for_a_healthy_database(compose: dict[str, Any]) -> None:
-    for name in quire_services(compose):
+    for name in database_services(compose):
         assert depends_on(services(compose)[name]).get(POSTGRES) == "service_healthy", name
+
+
+# === Prefect =====================================================================================
+
+
+PrefectSettingsFrom = Callable[[Mapping[str, str]], prefect.settings.Settings]
+
+
+def prefect_server(compose: dict[str, Any]) -> str:
+    return the_service_running(compose, PREFECT_SERVER_START)
+
+
+def prefect_server_address(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> tuple[str, int]:
+    """Where `prefect server start` binds: its flags, else its settings."""
+    server = prefect_server(compose)
+    flags = prefect_arguments(compose, server, PREFECT_SERVER_START)
+    settings = prefect_settings_from(environment(services(compose)[server]))
+    return flags.get("host") or settings.server.api.host, int(
+        flags.get("port") or settings.server.api.port
+    )
+
+
+def test_prefect_server_image_is_the_locked_prefect_version() -> None:
+    """The server runs the Prefect the lock installs in the Quire image (client == server)."""
+    locked = re.search(r"^prefect==(\S+)$", LOCK.read_text(), re.MULTILINE)
+    assert locked, "prefect is not pinned in requirements.lock"
+    assert locked[1] == prefect.__version__, "the .venv's prefect is not the locked one"
+    compose = interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), OPERATOR_ENV)
+    image = services(compose)[prefect_server(compose)]["image"]
+    tag = re.fullmatch(r"prefecthq/prefect:(\d+\.\d+\.\d+)-python(\d+\.\d+)", image)
+    assert tag, f"not an official, pinned Prefect image: {image}"
+    assert tag[1] == locked[1]
+    [base] = instruction_args("FROM")
+    assert base.startswith(f"python:{tag[2]}"), "server and image run different Pythons"
+
+
+def test_prefect_server_has_its_own_postgresql_database(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> None:
+    """postgresql+asyncpg (installed with prefect) to a PostgreSQL service that is not Quire's,
+    with the credentials that service creates; the server waits until it is healthy."""
+    server = prefect_server(compose)
+    settings = prefect_settings_from(environment(services(compose)[server]))
+    connection_url = settings.server.database.connection_url
+    assert connection_url is not None, "the Prefect server would use SQLite"
+    url = make_url(connection_url.get_secret_value())
+    assert url.drivername == "postgresql+asyncpg"
+    import_module("asyncpg")
+    assert url.host in postgres_services(compose), f"{url.host} is no PostgreSQL service"
+    assert url.host != POSTGRES, "Prefect shares Quire's PostgreSQL server"
+    database = environment(services(compose)[url.host])
+    assert url.port in (None, 5432)
+    assert url.username == database["POSTGRES_USER"]
+    assert url.password == database["POSTGRES_PASSWORD"]
+    assert url.database == database["POSTGRES_DB"]
+    assert depends_on(services(compose)[server]).get(url.host) == "service_healthy"
+
+
+def test_prefect_server_listens_on_all_interfaces_on_the_published_port(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> None:
+    host, port = prefect_server_address(compose, prefect_settings_from)
+    assert host == "0.0.0.0"
+    assert port == PREFECT_PORT
+    assert port in port_mappings(services(compose)[prefect_server(compose)])
+
+
+def test_prefect_server_healthcheck_probes_its_api(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> None:
+    _, port = prefect_server_address(compose, prefect_settings_from)
+    parts = urlsplit(healthcheck_url(services(compose)[prefect_server(compose)]))
+    assert parts.hostname in ("127.0.0.1", "localhost")
+    assert parts.port == port
+    assert parts.path == "/api/health"
+
+
+def test_prefect_ui_calls_the_api_on_the_published_port(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> None:
+    """The UI runs in the operator's browser: its API URL is the host side of the mapping."""
+    server = prefect_server(compose)
+    _, port = prefect_server_address(compose, prefect_settings_from)
+    ui_api = urlsplit(
+        prefect_settings_from(environment(services(compose)[server])).server.ui.api_url or ""
+    )
+    assert ui_api.hostname in ("localhost", "127.0.0.1")
+    assert ui_api.port == port_mappings(services(compose)[server])[port]
+    assert ui_api.path == "/api"
+
+
+def test_quire_containers_reach_the_prefect_server(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> None:
+    """The worker and the deploy take runs from / write deployments to the server; the API
+    resumes suspended QA runs through it (`POST /orders/{id}/reviews`)."""
+    server = prefect_server(compose)
+    _, port = prefect_server_address(compose, prefect_settings_from)
+    clients = {
+        API,
+        the_service_running(compose, PREFECT_WORKER_START),
+        the_service_running(compose, PREFECT_DEPLOY),
+    }
+    for name in clients:
+        api_url = prefect_settings_from(container_environment(compose, name)).api.url
+        assert api_url, f"{name}: no PREFECT_API_URL (it would start a temporary server)"
+        parts = urlsplit(api_url)
+        assert (parts.scheme, parts.hostname, parts.port, parts.path) == (
+            "http",
+            server,
+            port,
+            "/api",
+        ), name
+        assert depends_on(services(compose)[name]).get(server, "service_healthy") in (
+            "service_healthy",
+            "service_completed_successfully",
+        ), f"{name} waits for {server} only until it starts, not until it is healthy"
+
+
+def test_worker_polls_the_work_pool_prefect_yaml_deploys_to(compose: dict[str, Any]) -> None:
+    """One pool in prefect.yaml; the deploy creates it (process type); the worker polls it."""
+    [pool] = prefect_work_pools()
+    worker = the_service_running(compose, PREFECT_WORKER_START)
+    assert prefect_arguments(compose, worker, PREFECT_WORKER_START)["work_pool_name"] == pool
+    deploy = the_service_running(compose, PREFECT_DEPLOY)
+    pool_commands = [
+        (parsed, arguments)
+        for parsed, arguments in prefect_calls(compose, deploy)
+        if parsed.startswith("prefect.cli.work_pool:")
+    ]
+    created = [args for parsed, args in pool_commands if parsed == PREFECT_WORK_POOL_CREATE]
+    assert created, f"{deploy} does not create the work pool"
+    assert all(args["name"] == pool for _, args in pool_commands), pool_commands
+    assert all(args.get("type") == "process" for args in created)
+
+
+def test_deploy_runs_where_the_image_holds_prefect_yaml(compose: dict[str, Any]) -> None:
+    """`prefect deploy --all` reads ./prefect.yaml, whose entrypoints are relative to it."""
+    deploy = the_service_running(compose, PREFECT_DEPLOY)
+    working_dir = services(compose)[deploy].get("working_dir") or image_workdir()
+    assert working_dir in image_source_dirs()
+    assert not excluded_from_build_context("prefect.yaml")
+    for deployment in prefect_yaml()["deployments"]:
+        path = deployment["entrypoint"].partition(":")[0]
+        assert (ROOT / path).is_file(), path
+        assert not excluded_from_build_context(path), path
+
+
+def test_worker_runs_flows_from_where_the_image_holds_the_source(compose: dict[str, Any]) -> None:
+    """prefect.yaml's pull step changes into `{{ $QUIRE_APP_DIR }}`, resolved from the worker's
+    environment when a run starts: the image's WORKDIR, where `COPY . .` put the source tree."""
+    worker = the_service_running(compose, PREFECT_WORKER_START)
+    env = container_environment(compose, worker)
+    assert env.get("QUIRE_APP_DIR") == image_workdir()
+    directories = [
+        resolve_template(spec["directory"], env)
+        for step in prefect_yaml().get("pull") or []
+        for name, spec in step.items()
+        if name.endswith("set_working_directory")
+    ]
+    assert directories, "prefect.yaml has no set_working_directory pull step"
+    assert set(directories) <= image_source_dirs(), f"the source is at {image_source_dirs()}"
+
+
+def test_worker_starts_after_the_schema_the_server_and_the_deployments(
+    compose: dict[str, Any],
+) -> None:
+    worker = the_service_running(compose, PREFECT_WORKER_START)
+    deps = depends_on(services(compose)[worker])
+    [migrate] = [
+        name for name in services(compose) if ["migrate"] in service_invocations(compose, name)
+    ]
+    assert deps.get(migrate) == "service_completed_successfully"
+    assert (
+        deps.get(the_service_running(compose, PREFECT_DEPLOY)) == "service_completed_successfully"
+    )
+    assert deps.get(prefect_server(compose)) == "service_healthy"
+
+
+def test_prefect_writes_only_under_the_data_directory(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> None:
+    """The source tree is read-only for the runtime user: Prefect's home and the flow runs'
+    persisted results live in QUIRE_DATA_DIR, the directory the image gives that user."""
+    for name in quire_services(compose):
+        data_dir = Path(Settings.model_validate(container_environment(compose, name)).data_dir)
+        settings = prefect_settings_from(container_environment(compose, name))
+        assert Path(settings.home).is_relative_to(data_dir), name
+        assert Path(settings.results.local_storage_path).is_relative_to(data_dir), name
+
+
+def test_worker_keeps_persisted_results_on_a_volume(
+    compose: dict[str, Any], prefect_settings_from: PrefectSettingsFrom
+) -> None:
+    """A QA run suspended for a review resumes in a new process that reads the finished steps'
+    results back: they must survive the worker container being recreated."""
+    worker = the_service_running(compose, PREFECT_WORKER_START)
+    results = Path(
+        prefect_settings_from(container_environment(compose, worker)).results.local_storage_path
+    )
+    mounts = named_volumes(compose, worker)
+    assert any(results.is_relative_to(target) for target in mounts), (results, mounts)
 
 
 # === The image ===================================================================================
@@ -550,26 +1018,3 @@ def test_build_context_holds_what_the_image_installs(pyproject: dict[str, Any]) 
 )
 def test_build_context_leaves_out_local_state_and_secrets(path: str) -> None:
     assert excluded_from_build_context(path)
-
-
-def test_image_holds_the_source_where_prefect_yaml_runs_deployments() -> None:
-    """prefect.yaml's pull step changes into a directory the image copies the source tree to."""
-    prefect_yaml = ROOT / "prefect.yaml"
-    if not prefect_yaml.exists():
-        pytest.skip("no prefect.yaml")
-    directories = [
-        spec["directory"]
-        for step in yaml.safe_load(prefect_yaml.read_text()).get("pull") or []
-        for name, spec in step.items()
-        if name.endswith("set_working_directory")
-    ]
-    source_copies, workdir = set(), "/"
-    for keyword, arguments in dockerfile_instructions():
-        if keyword == "WORKDIR":
-            workdir = str(Path(workdir, arguments))
-        elif keyword == "COPY":
-            *sources, destination = [w for w in shlex.split(arguments) if not w.startswith("--")]
-            if "." in sources:
-                source_copies.add(str(Path(workdir, destination)))
-    assert set(directories) <= source_copies, f"the image has the source at {source_copies}"
-    assert not excluded_from_build_context("prefect.yaml")
