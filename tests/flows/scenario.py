@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from sqlalchemy import select
 
 from quire.db import Database, utcnow
@@ -13,6 +15,7 @@ from quire.events.models import Event
 from quire.orders import service as orders
 from quire.orders.models import Order
 from quire.orders.schemas import OrderDraft, QAConfig, SubmissionDraft
+from quire.qa.models import QARun, RunStatus
 from tests.support.world import Person, World
 
 ARTICLE = (
@@ -88,3 +91,19 @@ def make_late(database: Database, world: World, order_id: uuid.UUID, days: float
     with database.session(world.tenant_id, write=True) as s:
         order = s.get_one(Order, order_id)
         order.deadline = utcnow() - dt.timedelta(days=days)
+
+
+def qa_run(database, world, submission_id: uuid.UUID) -> QARun | None:
+    with database.session(world.tenant_id) as s:
+        return s.get(QARun, submission_id, populate_existing=True)
+
+
+def awaiting_review(database, world, submission_id: uuid.UUID) -> QARun | None:
+    run = qa_run(database, world, submission_id)
+    return run if run is not None and run.status == RunStatus.AWAITING_REVIEW else None
+
+
+def flow_run_state(flow_run_id: uuid.UUID) -> StateType | None:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+    return state.type if state else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from sqlalchemy import func, select
 
@@ -19,28 +18,18 @@ from quire.orders.schemas import QAConfig
 from quire.orders.state import OrderStatus
 from quire.people import service as people
 from quire.people.models import Role
-from quire.qa.models import QARun, RunStatus
 from tests.flows.conftest import bearer, drain_outbox, wait_until
-from tests.flows.scenario import ARTICLE, order_status, resubmit, submitted_work
+from tests.flows.scenario import (
+    ARTICLE,
+    awaiting_review,
+    flow_run_state,
+    order_status,
+    resubmit,
+    submitted_work,
+)
 from tests.support.world import PASSWORD, Person
 
 RUN_TIMEOUT = 240
-
-
-def qa_run(database, world, submission_id: uuid.UUID) -> QARun | None:
-    with database.session(world.tenant_id) as s:
-        return s.get(QARun, submission_id, populate_existing=True)
-
-
-def awaiting_review(database, world, submission_id: uuid.UUID) -> QARun | None:
-    run = qa_run(database, world, submission_id)
-    return run if run is not None and run.status == RunStatus.AWAITING_REVIEW else None
-
-
-def flow_run_state(flow_run_id: uuid.UUID) -> StateType | None:
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(flow_run_id).state
-    return state.type if state else None
 
 
 def review(api, person: Person, order_id: uuid.UUID, decision: str, comments: str = ""):
