@@ -52,15 +52,24 @@ CREATE TRIGGER ledger_transfers_guard AFTER INSERT ON ledger_transfers
 
 CREATE FUNCTION ledger_entries_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Each transfer and each account the statement names is looked up once (DISTINCT: three
+    -- entries a transfer, thousands an account), by its primary key: a LATERAL lookup cannot be
+    -- turned into a scan of the whole table, whatever this cached plan was planned for.
     IF EXISTS (
-        SELECT 1 FROM new_entries n JOIN ledger_transfers t ON t.id = n.transfer_id
+        SELECT 1 FROM (SELECT DISTINCT transfer_id FROM new_entries) n
+        CROSS JOIN LATERAL (
+            SELECT t.txid FROM ledger_transfers t WHERE t.id = n.transfer_id LIMIT 1
+        ) t
         WHERE t.txid IS DISTINCT FROM txid_current()
     ) THEN
         RAISE EXCEPTION 'ledger: entries can only be added together with their transfer'
             USING ERRCODE = 'check_violation';
     END IF;
     IF EXISTS (
-        SELECT 1 FROM new_entries n JOIN ledger_accounts a ON a.id = n.account_id
+        SELECT 1 FROM (SELECT DISTINCT account_id, currency, tenant_id FROM new_entries) n
+        CROSS JOIN LATERAL (
+            SELECT a.currency, a.tenant_id FROM ledger_accounts a WHERE a.id = n.account_id LIMIT 1
+        ) a
         WHERE a.currency <> n.currency OR a.tenant_id <> n.tenant_id
     ) THEN
         RAISE EXCEPTION 'ledger: an entry must match its account''s currency and tenant'
@@ -73,29 +82,33 @@ CREATE TRIGGER ledger_entries_guard AFTER INSERT ON ledger_entries
     REFERENCING NEW TABLE AS new_entries
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_inserted();
 
+-- One pass over the transaction's transfers, each with its entries summed per currency. A group
+-- whose sum is not zero does not balance; a transfer without entries comes out of the LEFT JOIN
+-- with a NULL sum. That is the whole ">= 2 entries" rule: amounts are never zero (CHECK), so a
+-- single entry cannot balance. LATERAL makes the plan one index lookup of entries per transfer
+-- of the transaction, whatever the planner guesses; EXECUTE plans it for this txid (a cached
+-- generic plan may not use the txid index and read every transfer ever posted).
 CREATE FUNCTION ledger_check_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
 BEGIN
-    SELECT e.transfer_id, e.currency, sum(e.amount) AS off INTO bad
-    FROM ledger_transfers t JOIN ledger_entries e ON e.transfer_id = t.id
-    WHERE t.txid = NEW.txid
-    GROUP BY e.transfer_id, e.currency
-    HAVING sum(e.amount) <> 0
-    LIMIT 1;
-    IF FOUND THEN
+    EXECUTE $sql$
+        SELECT t.id AS transfer_id, s.currency, s.off
+        FROM ledger_transfers t
+        LEFT JOIN LATERAL (
+            SELECT e.currency, sum(e.amount) AS off
+            FROM ledger_entries e WHERE e.transfer_id = t.id
+            GROUP BY e.currency
+        ) s ON true
+        WHERE t.txid = $1 AND s.off IS DISTINCT FROM 0
+        LIMIT 1
+    $sql$ INTO bad USING NEW.txid;
+    IF bad.transfer_id IS NOT NULL AND bad.off IS NULL THEN
+        RAISE EXCEPTION 'ledger: transfer % has fewer than two entries', bad.transfer_id
+            USING ERRCODE = 'check_violation';
+    ELSIF bad.transfer_id IS NOT NULL THEN
         RAISE EXCEPTION 'ledger: transfer % does not balance in % (off by %)',
             bad.transfer_id, bad.currency, bad.off USING ERRCODE = 'check_violation';
-    END IF;
-    SELECT t.id INTO bad
-    FROM ledger_transfers t LEFT JOIN ledger_entries e ON e.transfer_id = t.id
-    WHERE t.txid = NEW.txid
-    GROUP BY t.id
-    HAVING count(e.id) < 2
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'ledger: transfer % has fewer than two entries', bad.id
-            USING ERRCODE = 'check_violation';
     END IF;
     DELETE FROM ledger_commit_checks WHERE txid = NEW.txid;
     RETURN NULL;

@@ -334,3 +334,96 @@ def test_postgres_accepts_a_balanced_forgery_but_it_shows_up_as_drift(pg_databas
             [accounts["bank"], accounts["revenue"]]
         )
         assert balances.trial_balance(s) == {"USD": 0, "JPY": 0}
+
+
+# --- PostgreSQL: the set-based guards see every row of a statement and a transaction ----------
+
+
+def commit_raw(db: Database, *steps: tuple[object, object]) -> None:
+    """Execute (statement, parameters) steps with raw SQL in one transaction, and commit."""
+    with db.engine.begin() as c:
+        for statement, parameters in steps:
+            c.execute(statement, parameters)
+
+
+def balanced_pairs(
+    tenant: uuid.UUID, transfers: list[dict[str, object]], accounts: dict[str, uuid.UUID]
+) -> list[dict[str, object]]:
+    """Two entries per transfer, bank 5 / revenue -5."""
+    return [
+        entry
+        for transfer in transfers
+        for entry in (
+            entry_row(tenant, transfer["id"], accounts["bank"], 5),
+            entry_row(tenant, transfer["id"], accounts["revenue"], -5),
+        )
+    ]
+
+
+@pytest.mark.postgres
+def test_postgres_finds_the_one_unbalanced_transfer_among_many_at_commit(pg_ledger):
+    db, tenant, _, accounts = pg_ledger
+    transfers = [transfer_row(tenant) for _ in range(50)]
+    entries = balanced_pairs(tenant, transfers, accounts)
+    entries[2 * 37]["amount"] = 6  # transfer 37: bank 6, revenue -5
+    refusal = f"transfer {transfers[37]['id']} does not balance in USD \\(off by 1\\)"
+    with pytest.raises(IntegrityError, match=refusal):
+        commit_raw(db, (insert(TRANSFERS), transfers), (insert(ENTRIES), entries))
+
+
+@pytest.mark.postgres
+def test_postgres_finds_the_one_transfer_without_entries_among_many_at_commit(pg_ledger):
+    db, tenant, _, accounts = pg_ledger
+    transfers = [transfer_row(tenant) for _ in range(50)]
+    empty = transfer_row(tenant)
+    entries = balanced_pairs(tenant, transfers, accounts)
+    with pytest.raises(IntegrityError, match=f"transfer {empty['id']} has fewer than two entries"):
+        commit_raw(db, (insert(TRANSFERS), [*transfers, empty]), (insert(ENTRIES), entries))
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_a_statement_mixing_new_entries_with_one_for_an_old_transfer(pg_ledger):
+    """The insert guard looks at every transfer a statement names, not only the first."""
+    db, tenant, old_transfer, accounts = pg_ledger
+    transfers = [transfer_row(tenant) for _ in range(20)]
+    entries = balanced_pairs(tenant, transfers, accounts)
+    entries.insert(13, entry_row(tenant, old_transfer, accounts["bank"], 5))
+    entries.insert(29, entry_row(tenant, old_transfer, accounts["revenue"], -5))
+    with pytest.raises(IntegrityError, match="only be added together with their transfer"):
+        commit_raw(db, (insert(TRANSFERS), transfers), (insert(ENTRIES), entries))
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_one_entry_in_the_wrong_currency_among_many_on_its_account(pg_ledger):
+    db, tenant, _, accounts = pg_ledger
+    transfers = [transfer_row(tenant) for _ in range(20)]
+    entries = balanced_pairs(tenant, transfers, accounts)
+    entries[2 * 11]["currency"] = "JPY"
+    with pytest.raises(IntegrityError, match="must match its account"):
+        commit_raw(db, (insert(TRANSFERS), transfers), (insert(ENTRIES), entries))
+
+
+@pytest.mark.postgres
+def test_postgres_checks_a_transfer_whose_entries_arrive_in_several_statements_as_a_whole(
+    pg_database,
+):
+    """The balance check waits for COMMIT: entries may arrive in several statements of their
+    transfer's transaction, and only the sum at COMMIT counts."""
+    tenant = new_tenant(pg_database)
+    _, accounts = posted(pg_database, tenant)
+    before = count_rows(pg_database, tenant)
+
+    def in_two_statements(revenue: int) -> None:
+        transfer = transfer_row(tenant)
+        commit_raw(
+            pg_database,
+            (insert(TRANSFERS), transfer),
+            (insert(ENTRIES), entry_row(tenant, transfer["id"], accounts["bank"], 5)),
+            (insert(ENTRIES), entry_row(tenant, transfer["id"], accounts["revenue"], revenue)),
+        )
+
+    with pytest.raises(IntegrityError, match="does not balance in USD \\(off by 1\\)"):
+        in_two_statements(-4)
+    assert count_rows(pg_database, tenant) == before
+    in_two_statements(-5)
+    assert count_rows(pg_database, tenant) == (before[0] + 1, before[1] + 2)
