@@ -1,6 +1,6 @@
 """QA pipeline: one flow run per submission, from automated checks to a verdict.
 
-    load the submission -> put the order in review -> run the order's automated checks
+    take the submission into review -> run the order's automated checks
     -> publish the QA report -> failed checks? send back for rework
     -> for each human review stage: wait (suspended) for a reviewer's decision
        -> rework? send back -> otherwise next stage
@@ -57,8 +57,7 @@ class QAOutcome(BaseModel):
 @flow(name="qa-pipeline", persist_result=True, log_prints=True)
 def qa_pipeline(request: QARequest) -> QAOutcome:
     logger = get_run_logger()
-    subject = qa.load_submission(request.tenant_id, request.submission_id)
-    status = qa.begin_review(subject, _this_run())
+    subject, status = qa.take_into_review(request.tenant_id, request.submission_id, _this_run())
     if status in (OrderStatus.ACCEPTED, OrderStatus.REWORK):
         # A re-run after the verdict (or a superseded run): nothing left to decide.
         logger.info("order %s is already %s; nothing to do", subject.order_id, status)
@@ -67,7 +66,7 @@ def qa_pipeline(request: QARequest) -> QAOutcome:
         )
 
     results = run_automated_checks(subject)
-    fine = qa.assess_fine(subject)
+    fine = qa.late_fine_for(subject)
     blocking = [r for r in results if not r.passed and r.check != Check.LATENESS]
     if blocking:
         reasons = "\n".join(_explain(r) for r in blocking)
@@ -79,7 +78,8 @@ def qa_pipeline(request: QARequest) -> QAOutcome:
             verdict="rework",
             reasons=reasons,
         )
-    qa.publish_report(subject, results, fine, "automated checks passed")
+    if subject.qa.review_stages:
+        qa.publish_report(subject, results, fine, "automated checks passed; awaiting review")
 
     for stage in range(1, subject.qa.review_stages + 1):
         decision = wait_for_review(subject, stage)

@@ -66,16 +66,14 @@ def only_when_unavailable(task: Task[..., Any], task_run: TaskRun, state: State[
     return False
 
 
-@task(name="Load the submission")
-def load_submission(tenant_id: uuid.UUID, submission_id: uuid.UUID) -> Subject:
-    with flow_database().session(tenant_id) as session:
-        return workflow.load_subject(session, submission_id)
-
-
-@task(name="Put the order in review")
-def begin_review(subject: Subject, flow_run_id: uuid.UUID | None) -> OrderStatus:
-    with flow_database().session(subject.tenant_id, write=True) as session:
-        return workflow.begin(session, subject, flow_run_id)
+@task(name="Take the submission into review")
+def take_into_review(
+    tenant_id: uuid.UUID, submission_id: uuid.UUID, flow_run_id: uuid.UUID | None
+) -> tuple[Subject, OrderStatus]:
+    """Load what QA needs, register this run, and put the order in review (one transaction)."""
+    with flow_database().session(tenant_id, write=True) as session:
+        subject = workflow.load_subject(session, submission_id)
+        return subject, workflow.begin(session, subject, flow_run_id)
 
 
 @task(
@@ -137,8 +135,9 @@ AUTOMATED_CHECKS: dict[Check, Task[..., CheckResult]] = {
 }
 
 
-@task(name="Assess the late fine")
-def assess_fine(subject: Subject) -> LateFine:
+def late_fine_for(subject: Subject) -> LateFine:
+    """The fine the policy sets for this submission (zero when on time): pure arithmetic, so it
+    is not a task of its own; the report and the acceptance step show it."""
     return assess_late_fine(
         subject.fee_minor,
         subject.currency,
