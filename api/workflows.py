@@ -17,7 +17,15 @@ async def resume(flow_run_id: uuid.UUID, run_input: dict[str, Any]) -> None:
     """Hand `run_input` to a suspended flow run, or say clearly why it could not be done."""
     from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
     from prefect.flow_runs import aresume_flow_run
+    from prefect.settings import PREFECT_API_URL
 
+    if not PREFECT_API_URL.value():
+        # Without it Prefect's client would start a private temporary server of its own,
+        # which knows none of our runs.
+        raise Unavailable(
+            "the API is not connected to a Prefect server: set PREFECT_API_URL",
+            code="workflow_unavailable",
+        )
     try:
         await aresume_flow_run(flow_run_id, run_input=run_input)
     except NotPausedError:
