@@ -75,6 +75,9 @@ _claim = (
 _current = select(*orders.c).where(_the_order)
 
 
+ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+
+
 def _json_value(column: ColumnElement[Any]) -> ColumnElement[Any]:
     """A column as the JSON value `outbox` would write for it (same text, to the microsecond)."""
     if isinstance(column.type, UTCDateTime):
@@ -83,8 +86,6 @@ def _json_value(column: ColumnElement[Any]) -> ColumnElement[Any]:
         return cast(column, String)
     return column
 
-
-ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
 
 # PostgreSQL: one statement claims, writes the `order.claimed` event, and, when the UPDATE
 # matched nothing, returns the order as this statement saw it. Data-modifying CTEs run exactly
