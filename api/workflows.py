@@ -15,8 +15,9 @@ from quire.errors import Conflict, Unavailable
 
 async def resume(flow_run_id: uuid.UUID, run_input: dict[str, Any]) -> None:
     """Hand `run_input` to a suspended flow run, or say clearly why it could not be done."""
-    from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
-    from prefect.flow_runs import aresume_flow_run
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
@@ -27,22 +28,28 @@ async def resume(flow_run_id: uuid.UUID, run_input: dict[str, Any]) -> None:
             code="workflow_unavailable",
         )
     try:
-        await aresume_flow_run(flow_run_id, run_input=run_input)
-    except NotPausedError:
-        raise Conflict(
-            "the QA run is not waiting for a review right now (another decision may have just "
-            "been given)",
-            code="review_not_open",
-        ) from None
-    except FlowPauseTimeout:
-        raise Conflict(
-            "the QA run waited too long for this review and timed out", code="review_timed_out"
-        ) from None
+        async with get_client() as client:
+            response = await client.resume_flow_run(flow_run_id, run_input=run_input)
     except ObjectNotFound:
         raise Conflict(
             f"the QA run {flow_run_id} no longer exists in Prefect", code="review_not_open"
         ) from None
-    except (httpx.HTTPError, OSError, RuntimeError) as exc:
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code in (409, 422):  # input already given, or not the form's
+            raise Conflict(
+                f"Prefect refused the decision: {exc.response.text}", code="review_not_open"
+            ) from None
         raise Unavailable(
             f"the workflow engine could not take the review: {exc}", code="workflow_unavailable"
         ) from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise Unavailable(
+            f"the workflow engine could not take the review: {exc}", code="workflow_unavailable"
+        ) from None
+    if response.status != SetStateStatus.ACCEPT:
+        # ABORT: not paused (another decision just resumed it); REJECT: e.g. the wait timed out.
+        reason = response.details.reason if response.details else response.status
+        raise Conflict(
+            f"the QA run is not waiting for this review any more: {reason}",
+            code="review_not_open",
+        )

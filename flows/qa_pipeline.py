@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import suspend_flow_run
 from prefect.futures import wait
 from prefect.input import RunInput
 from prefect.runtime import flow_run
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
@@ -54,10 +57,25 @@ class QAOutcome(BaseModel):
     late_fine_minor: int = 0
 
 
-@flow(name="qa-pipeline", persist_result=True, log_prints=True)
+def _give_back(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
+    """on_failure / on_crashed: never leave an order in review with a dead run."""
+    request = QARequest.model_validate(flow_run.parameters["request"])
+    reason = state.message or state.name or "the run failed"
+    qa.give_back_after_failure(request.tenant_id, request.submission_id, reason)
+
+
+@flow(
+    name="qa-pipeline",
+    persist_result=True,
+    log_prints=True,
+    on_failure=[_give_back],
+    on_crashed=[_give_back],
+)
 def qa_pipeline(request: QARequest) -> QAOutcome:
     logger = get_run_logger()
-    subject, status = qa.take_into_review(request.tenant_id, request.submission_id, _this_run())
+    subject, status, kept = qa.take_into_review(
+        request.tenant_id, request.submission_id, _this_run()
+    )
     if status in (OrderStatus.ACCEPTED, OrderStatus.REWORK):
         # A re-run after the verdict (or a superseded run): nothing left to decide.
         logger.info("order %s is already %s; nothing to do", subject.order_id, status)
@@ -65,7 +83,7 @@ def qa_pipeline(request: QARequest) -> QAOutcome:
             submission_id=subject.submission_id, order_id=subject.order_id, verdict="skipped"
         )
 
-    results = run_automated_checks(subject)
+    results = kept if kept is not None else run_automated_checks(subject)
     fine = qa.late_fine_for(subject)
     blocking = [r for r in results if not r.passed and r.check != Check.LATENESS]
     if blocking:
@@ -82,7 +100,7 @@ def qa_pipeline(request: QARequest) -> QAOutcome:
         qa.publish_report(subject, results, fine, "automated checks passed; awaiting review")
 
     for stage in range(1, subject.qa.review_stages + 1):
-        decision = wait_for_review(subject, stage)
+        decision = wait_for_review(subject, stage, results)
         qa.record_review(subject, stage, decision)
         if decision.decision == ReviewChoice.REWORK:
             reasons = decision.comments or f"rework requested at review stage {stage}"
@@ -123,10 +141,10 @@ def run_automated_checks(subject: Subject) -> list[CheckResult]:
     return [future.result() for future in futures]
 
 
-def wait_for_review(subject: Subject, stage: int) -> ReviewDecision:
+def wait_for_review(subject: Subject, stage: int, results: list[CheckResult]) -> ReviewDecision:
     """Suspend until a usable decision for `stage` arrives; refuse (and wait again) otherwise."""
     logger = get_run_logger()
-    qa.mark_awaiting_review(subject, stage)
+    qa.mark_awaiting_review(subject, stage, results)
     timeout = int(dt.timedelta(hours=get_settings().review_timeout_hours).total_seconds())
     attempt = 0
     while True:
@@ -137,7 +155,6 @@ def wait_for_review(subject: Subject, stage: int) -> ReviewDecision:
                     f"*{subject.order_title}* (version {subject.submission_number}). "
                     "The QA report is in this run's artifacts."
                 ),
-                decision=ReviewChoice.APPROVE,
                 stage=stage,
             ),
             timeout=timeout,

@@ -32,6 +32,9 @@ from quire.settings import get_settings
 from tasks.database import flow_database
 
 CACHE_FOR = dt.timedelta(days=30)
+# Part of every check's cache key: bump it when a check's logic changes, so cached verdicts on
+# unchanged content are not reused for a month under the old rules.
+CHECKS_VERSION = 1
 
 
 def _digest(*parts: Any) -> str:
@@ -41,7 +44,9 @@ def _digest(*parts: Any) -> str:
 def by_content(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """Cache key: the task, the content hash and the order's QA configuration."""
     subject: Subject = parameters["subject"]
-    return _digest(context.task.name, subject.content_hash, subject.qa.model_dump(mode="json"))
+    return _digest(
+        CHECKS_VERSION, context.task.name, subject.content_hash, subject.qa.model_dump(mode="json")
+    )
 
 
 def by_content_and_service(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -69,11 +74,16 @@ def only_when_unavailable(task: Task[..., Any], task_run: TaskRun, state: State[
 @task(name="Take the submission into review")
 def take_into_review(
     tenant_id: uuid.UUID, submission_id: uuid.UUID, flow_run_id: uuid.UUID | None
-) -> tuple[Subject, OrderStatus]:
-    """Load what QA needs, register this run, and put the order in review (one transaction)."""
+) -> tuple[Subject, OrderStatus, list[CheckResult] | None]:
+    """Load what QA needs, register this run, and put the order in review (one transaction).
+
+    Also returns the checks' results if an earlier pass of this run already kept them (a run
+    resumed after waiting for a reviewer), so the verdict is not re-judged on fresh checks.
+    """
     with flow_database().session(tenant_id, write=True) as session:
         subject = workflow.load_subject(session, submission_id)
-        return subject, workflow.begin(session, subject, flow_run_id)
+        status = workflow.begin(session, subject, flow_run_id)
+        return subject, status, workflow.kept_results(session, subject)
 
 
 @task(
@@ -102,7 +112,11 @@ def check_duplicates(subject: Subject) -> CheckResult:
         similarity.index_submission(session, subject.submission_id, subject.order_id, sig)
     with database.session(subject.tenant_id) as session:
         return similarity.check_duplicate(
-            session, subject.order_id, sig, threshold=get_settings().duplicate_threshold
+            session,
+            subject.order_id,
+            sig,
+            threshold=get_settings().duplicate_threshold,
+            submitted_before=subject.submitted_at,
         )
 
 
@@ -182,9 +196,9 @@ def publish_report(
 
 
 @task(name="Wait for a reviewer")
-def mark_awaiting_review(subject: Subject, stage: int) -> None:
+def mark_awaiting_review(subject: Subject, stage: int, results: list[CheckResult]) -> None:
     with flow_database().session(subject.tenant_id, write=True) as session:
-        workflow.await_review(session, subject, stage)
+        workflow.await_review(session, subject, stage, results)
 
 
 @task(name="Check the reviewer's decision")
@@ -218,3 +232,10 @@ def accept_and_pay(subject: Subject, fine: LateFine) -> Acceptance:
     (or a re-run) finds the order accepted and the transfers posted under their keys."""
     with flow_database().session(subject.tenant_id, write=True) as session:
         return workflow.accept(session, subject, fee_bps=get_settings().platform_fee_bps, fine=fine)
+
+
+def give_back_after_failure(tenant_id: uuid.UUID, submission_id: uuid.UUID, reason: str) -> bool:
+    """Called from the flow's failure hooks (not a task: the run has already ended)."""
+    with flow_database().session(tenant_id, write=True) as session:
+        subject = workflow.load_subject(session, submission_id)
+        return workflow.give_back_after_failure(session, subject, reason)

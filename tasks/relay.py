@@ -9,22 +9,19 @@ down: they simply wait. No database lock is held while talking to Prefect.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.deployments import run_deployment
+from prefect.exceptions import MissingContextError
 
 from quire.db import utcnow
 from quire.events import relay
 from quire.events.relay import PendingEvent
 from quire.settings import get_settings
 from tasks.database import flow_database
-
-
-def event_key(event: PendingEvent) -> str:
-    """The idempotency key of the flow run an event starts: one event, one run, ever."""
-    return f"quire-event-{event.id}"
 
 
 def start_qa_run(event: PendingEvent) -> uuid.UUID:
@@ -39,7 +36,7 @@ def start_qa_run(event: PendingEvent) -> uuid.UUID:
                 "event_id": event.id,
             }
         },
-        idempotency_key=event_key(event),
+        idempotency_key=event.idempotency_key,
         timeout=0,  # start it, don't wait for it
         as_subflow=False,
         tags=["quire", "qa"],
@@ -57,19 +54,45 @@ def read_pending(limit: int) -> list[PendingEvent]:
         return relay.pending(session, limit)
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called outside a run (tests, scripts)
+        return logging.getLogger("quire.relay")
+
+
+class PrefectUnreachable(RuntimeError):
+    """Starting flow runs failed for every event tried: Prefect itself is the problem."""
+
+
 @task(name="Start flow runs for events", retries=2, retry_delay_seconds=[2, 10])
 def deliver(events: list[PendingEvent]) -> dict[int, str]:
-    """Start each event's flow run; mark every event handled so far, even if one fails."""
+    """Start each event's flow run and mark the events handled.
+
+    One event that cannot be delivered (a malformed payload, a refused parameter) is logged and
+    left waiting; it does not hold up the others. If none could be delivered, Prefect is likely
+    unreachable: the task fails (and retries) with everything still waiting.
+    """
+    logger = _logger()
     started: dict[int, str] = {}
     handled: list[int] = []
-    try:
-        for event in events:
-            consumer = CONSUMERS.get(event.type)
+    failures: dict[int, str] = {}
+    for event in events:
+        consumer = CONSUMERS.get(event.type)
+        try:
             if consumer is not None:
                 started[event.id] = str(consumer(event))
-            handled.append(event.id)
-    finally:
-        if handled:
-            with flow_database().session(write=True) as session:
-                relay.mark_relayed(session, handled, utcnow())
+        except Exception as exc:
+            failures[event.id] = f"{type(exc).__name__}: {exc}"
+            logger.error("event %s (%s) not delivered: %s", event.id, event.type, exc)
+            continue
+        handled.append(event.id)
+    if handled:
+        with flow_database().session(write=True) as session:
+            relay.mark_relayed(session, handled, utcnow())
+    if failures and not started:
+        raise PrefectUnreachable(
+            f"no flow run could be started ({len(failures)} event(s) waiting): "
+            + next(iter(failures.values()))
+        )
     return started

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -64,6 +65,11 @@ def upgrade() -> None:
         sa.Column("review_stages", sa.Integer(), nullable=False),
         sa.Column("awaiting_stage", sa.Integer(), nullable=True),
         sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column(
+            "checks",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),

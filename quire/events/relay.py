@@ -39,8 +39,12 @@ class PendingEvent:
 
     @property
     def idempotency_key(self) -> str:
-        """Stable per event, so relaying the same event twice starts one flow run, not two."""
-        return f"quire-event-{self.id}"
+        """Stable per event, so relaying the same event twice starts one flow run, not two.
+
+        The tenant's id is part of it: event ids are a local sequence, which starts again if
+        Quire's database is recreated while Prefect's (which remembers the keys) is kept.
+        """
+        return f"quire-event-{self.tenant_id}-{self.id}"
 
 
 def pending(

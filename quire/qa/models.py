@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from quire.db import Base, utcnow
+from quire.db import Base, JSONType, utcnow
 from quire.tenancy import TenantScoped
 
 
@@ -64,6 +65,7 @@ class RunStatus(enum.StrEnum):
     AWAITING_REVIEW = "awaiting_review"
     REWORK = "rework"
     ACCEPTED = "accepted"
+    FAILED = "failed"
 
 
 class QARun(TenantScoped, Base):
@@ -78,6 +80,9 @@ class QARun(TenantScoped, Base):
     review_stages: Mapped[int]
     awaiting_stage: Mapped[int | None]
     summary: Mapped[str] = mapped_column(Text, default="")
+    # The automated checks' results, kept once a run waits for a reviewer: a resumed run decides
+    # on these, never on a fresh check whose answer may have changed while it waited.
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

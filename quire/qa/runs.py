@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
@@ -82,6 +83,7 @@ def set_status(
     *,
     awaiting_stage: int | None = None,
     summary: str | None = None,
+    checks: list[dict[str, Any]] | None = None,
 ) -> None:
     values: dict[str, object] = {
         "status": status,
@@ -90,6 +92,8 @@ def set_status(
     }
     if summary is not None:
         values["summary"] = summary
+    if checks is not None:
+        values["checks"] = checks
     session.execute(
         update(QARun)
         .where(QARun.submission_id == submission_id)
@@ -131,6 +135,16 @@ def open_review(session: Session, actor: Actor, order_id: uuid.UUID) -> ReviewTi
         raise Forbidden(
             "you submitted this work: another reviewer must review it", code="own_submission"
         )
+    earlier = session.scalar(
+        select(QAReview.stage).where(
+            QAReview.submission_id == run.submission_id, QAReview.reviewer_id == actor.user_id
+        )
+    )
+    if earlier is not None:
+        raise Forbidden(
+            f"you decided review stage {earlier} of this work: another reviewer decides the next",
+            code="already_reviewed",
+        )
     assert run.awaiting_stage is not None
     return ReviewTicket(order_id, run.submission_id, run.flow_run_id, run.awaiting_stage)
 
@@ -158,6 +172,11 @@ def record_review(
         decided_at=utcnow(),
     )
     session.execute(insert.on_conflict_do_nothing(index_elements=["submission_id", "stage"]))
+
+
+def stored_checks(session: Session, submission_id: uuid.UUID) -> list[dict[str, Any]] | None:
+    """The automated checks' results as the run first recorded them (None before that)."""
+    return session.scalar(select(QARun.checks).where(QARun.submission_id == submission_id))
 
 
 def reviews_of(session: Session, submission_id: uuid.UUID) -> list[QAReview]:

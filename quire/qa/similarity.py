@@ -13,6 +13,7 @@ worker must match those computed by another, today and after a restart.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 import uuid
@@ -200,8 +201,13 @@ def find_near_duplicates(
     order_id: uuid.UUID,
     sig: Signature,
     threshold: float = DEFAULT_THRESHOLD,
+    *,
+    submitted_before: dt.datetime | None = None,
 ) -> list[Match]:
     """Submissions on the tenant's other orders at or above `threshold`, most similar first.
+
+    `submitted_before`: only work handed in earlier counts, so an original is never flagged as a
+    copy of a later copy, and re-checking a submission later gives the same answer.
 
     Three small indexed reads, each by key, so every database plans them the same way: candidate
     ids from the band index, their signatures by primary key (similarity is estimated here), and
@@ -226,10 +232,11 @@ def find_near_duplicates(
     }
     if not similar:
         return []
+    earlier = [] if submitted_before is None else [Submission.created_at < submitted_before]
     described = session.execute(
         select(Submission.id, Submission.number, Order.title)
         .join(Order, Order.id == Submission.order_id)
-        .where(Submission.id.in_(list(similar)))
+        .where(Submission.id.in_(list(similar)), *earlier)
     )
     matches = [
         Match(
@@ -285,10 +292,16 @@ def check_duplicate(
     order_id: uuid.UUID,
     sig: Signature,
     threshold: float = DEFAULT_THRESHOLD,
+    *,
+    submitted_before: dt.datetime | None = None,
 ) -> CheckResult:
-    """Flag the submission if work on another order of the tenant is at least `threshold` alike.
+    """Flag the submission if earlier work on another order of the tenant is at least
+    `threshold` alike.
 
-    Index the submission (`index_submission`, committed) before checking it, so that two near
-    copies submitted at the same moment on different orders still see each other.
+    Index the submission (`index_submission`, committed) before checking it, so that of two near
+    copies submitted at nearly the same moment the later one still finds the earlier.
     """
-    return duplicate_result(sig, find_near_duplicates(session, order_id, sig, threshold), threshold)
+    matches = find_near_duplicates(
+        session, order_id, sig, threshold, submitted_before=submitted_before
+    )
+    return duplicate_result(sig, matches, threshold)

@@ -25,7 +25,8 @@ from quire.people.actor import Actor
 from quire.people.models import Role, User
 from quire.qa import runs
 from quire.qa.fines import LateFine
-from quire.qa.models import RunStatus
+from quire.qa.models import QAReview, RunStatus
+from quire.qa.results import CheckResult
 from quire.qa.runs import ReviewDecisionData
 
 
@@ -113,8 +114,22 @@ def _system(subject: Subject) -> Actor:
     return Actor.system(subject.tenant_id)
 
 
-def await_review(session: Session, subject: Subject, stage: int) -> None:
-    runs.set_status(session, subject.submission_id, RunStatus.AWAITING_REVIEW, awaiting_stage=stage)
+def await_review(
+    session: Session, subject: Subject, stage: int, results: list[CheckResult]
+) -> None:
+    """The run waits for stage `stage`; the checks' results are kept for when it resumes."""
+    runs.set_status(
+        session,
+        subject.submission_id,
+        RunStatus.AWAITING_REVIEW,
+        awaiting_stage=stage,
+        checks=[r.model_dump(mode="json") for r in results],
+    )
+
+
+def kept_results(session: Session, subject: Subject) -> list[CheckResult] | None:
+    stored = runs.stored_checks(session, subject.submission_id)
+    return None if stored is None else [CheckResult.model_validate(r) for r in stored]
 
 
 def refusal(
@@ -131,6 +146,15 @@ def refusal(
     reviewer = session.get(User, decision.reviewer_id)
     if reviewer is None or Role.REVIEWER not in reviewer.roles:
         return f"user {decision.reviewer_id} is not a reviewer of this tenant"
+    earlier = session.scalar(
+        select(QAReview.stage).where(
+            QAReview.submission_id == subject.submission_id,
+            QAReview.reviewer_id == decision.reviewer_id,
+            QAReview.stage != stage,
+        )
+    )
+    if earlier is not None:
+        return f"this reviewer already decided stage {earlier}; each stage needs another reviewer"
     return None
 
 
@@ -196,3 +220,24 @@ def accept(session: Session, subject: Subject, *, fee_bps: int, fine: LateFine) 
         late_fine_transfer_id=fine_transfer,
         late_fine_minor=fine.amount_minor,
     )
+
+
+def give_back_after_failure(session: Session, subject: Subject, reason: str) -> bool:
+    """The run failed for good (a service down past its retries, an error): rather than leave
+    the order in review with nobody to decide it, hand it back to the specialist to resubmit,
+    which starts a fresh run. Returns whether the order was handed back."""
+    try:
+        order = _order(session, subject)
+    except NotTheLatestSubmission:
+        return False
+    if order.status != OrderStatus.IN_REVIEW:
+        return False
+    orders.request_rework(
+        session,
+        _system(subject),
+        subject.order_id,
+        submission=str(subject.submission_id),
+        reasons=f"QA could not finish ({reason}); please submit again to rerun it",
+    )
+    runs.set_status(session, subject.submission_id, RunStatus.FAILED, summary=reason)
+    return True

@@ -19,6 +19,10 @@ from tests.flows.conftest import drain_outbox, wait_until
 from tests.flows.scenario import ARTICLE, awaiting_review, submitted_work
 
 
+def key_of(world, work) -> str:
+    return f"quire-event-{world.tenant_id}-{work.event_id}"
+
+
 def runs_for(key: str) -> list:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
@@ -46,7 +50,7 @@ def test_the_same_submission_event_relayed_twice_starts_one_run(served, flow_env
     assert work.event_id in unrelayed(flow_env)
     outbox_relay()
     assert work.event_id not in unrelayed(flow_env)
-    assert len(runs_for(f"quire-event-{work.event_id}")) == 1
+    assert len(runs_for(key_of(world, work))) == 1
     settle(flow_env, world, work)
 
 
@@ -58,17 +62,17 @@ def test_events_wait_while_prefect_is_unreachable_and_go_on_the_next_pass(served
 
     with (
         temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}),
-        pytest.raises(Exception),  # noqa: B017, PT011 - whatever the client raises when refused
+        pytest.raises(relay.PrefectUnreachable),
     ):
         relay.deliver.fn(waiting)
     # Nothing lost: events with nothing to start were handled, the submission still waits.
     assert unrelayed(flow_env) == [work.event_id]
-    assert runs_for(f"quire-event-{work.event_id}") == []
+    assert runs_for(key_of(world, work)) == []
 
     report = outbox_relay()  # Prefect is back: the next pass catches up
     assert report.runs_started == 1
     assert unrelayed(flow_env) == []
-    assert len(runs_for(f"quire-event-{work.event_id}")) == 1
+    assert len(runs_for(key_of(world, work))) == 1
     settle(flow_env, world, work)
 
 

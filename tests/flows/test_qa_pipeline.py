@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from prefect.context import TaskRunContext
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from flows.qa_pipeline import QARequest, qa_pipeline
+from flows.qa_pipeline import QARequest, ReviewDecision, qa_pipeline
 from ledger.models import Transfer
+from quire.events.models import Event
 from quire.orders.schemas import QAConfig
 from quire.orders.state import OrderStatus
+from quire.qa.errors import ServiceUnavailable
 from tests.flows.scenario import ARTICLE, make_late, order_status, submitted_work
 
 
@@ -96,3 +99,28 @@ def test_earnings_are_posted_once_even_when_the_acceptance_step_is_retried(
         kinds = sorted(s.scalars(select(Transfer.kind)))
     assert kinds == ["earnings", "late_fine"]
     assert outcome.late_fine_minor == 50_000 * 10 // 100  # 5% per started day, 2 days
+
+
+def test_a_service_down_past_every_retry_hands_the_order_back_instead_of_stranding_it(
+    prefect_api, flow_env, world, grammar_service
+):
+    work = submitted_work(
+        flow_env, world, qa=QAConfig(review_stages=1), content=ARTICLE + " (service down)"
+    )
+    grammar_service.fail_next(5, status=503)  # the first try and all four retries
+    with pytest.raises(ServiceUnavailable):
+        run_qa(world, work)
+    assert order_status(flow_env, world, work.order_id) == OrderStatus.REWORK
+    with flow_env.session(world.tenant_id) as s:
+        reasons = s.scalars(
+            select(Event.payload).where(
+                Event.aggregate_id == work.order_id, Event.type == "order.rework_requested"
+            )
+        ).one()["reasons"]
+    assert "QA could not finish" in reasons
+
+
+def test_the_review_form_has_no_default_decision():
+    """An empty resume (an automation, a bare API call) must not count as an approval."""
+    form = ReviewDecision.with_initial_data(stage=1).model_json_schema()
+    assert form["required"] == ["decision"]

@@ -40,7 +40,7 @@ def test_pending_events_come_oldest_first_from_every_tenant(database, acme, glob
     first = waiting[0]
     assert first.payload == {"n": 0}
     assert first.created_at.tzinfo is not None
-    assert first.idempotency_key == f"quire-event-{first.id}"
+    assert first.idempotency_key == f"quire-event-{first.tenant_id}-{first.id}"
 
 
 def test_a_pending_event_is_a_frozen_value(database, acme):
