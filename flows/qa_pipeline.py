@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from quire.orders.schemas import Check
 from quire.orders.state import OrderStatus
-from quire.qa.results import CheckResult
+from quire.qa.results import CheckResult, blocking_failures
 from quire.qa.runs import ReviewChoice, ReviewDecisionData
 from quire.qa.workflow import Subject
 from quire.settings import get_settings
@@ -85,7 +85,7 @@ def qa_pipeline(request: QARequest) -> QAOutcome:
 
     results = kept if kept is not None else run_automated_checks(subject)
     fine = qa.late_fine_for(subject)
-    blocking = [r for r in results if not r.passed and r.check != Check.LATENESS]
+    blocking = blocking_failures(results)
     if blocking:
         reasons = "\n".join(_explain(r) for r in blocking)
         qa.send_back(subject, reasons)

@@ -71,7 +71,12 @@ def _header(
 
 def _checks(results: Sequence[CheckResult]) -> list[str]:
     verdict = Verdict.of(results)
-    word = "passed" if verdict.passed else "failed"
+    if verdict.passed:
+        word = "passed"
+    elif verdict.blocking:
+        word = "failed"
+    else:
+        word = "passed, with a late fine"
     lines = [f"**Automated checks {word}**: {escape(verdict.summary)}.", ""]
     if not results:
         return [*lines, "_No automated checks were configured for this order._", ""]

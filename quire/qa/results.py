@@ -61,6 +61,15 @@ def capped(findings: Iterable[str], limit: int = MAX_FINDINGS) -> tuple[str, ...
     return (*items[:limit], f"... and {len(items) - limit} more")
 
 
+# Checks that inform but never send work back: lateness is charged as a fine instead.
+NON_BLOCKING: frozenset[Check] = frozenset({Check.LATENESS})
+
+
+def blocking_failures(results: Iterable[CheckResult]) -> list[CheckResult]:
+    """The failed checks that send the work back for rework."""
+    return [r for r in results if not r.passed and r.check not in NON_BLOCKING]
+
+
 class Verdict(BaseModel):
     """All automated checks taken together: did every one pass, and which did not."""
 
@@ -68,6 +77,7 @@ class Verdict(BaseModel):
 
     passed: bool
     failed: tuple[Check, ...] = ()
+    blocking: tuple[Check, ...] = ()  # the failed checks that send the work back
     skipped: tuple[Check, ...] = ()
     ran: tuple[Check, ...] = ()
 
@@ -82,6 +92,7 @@ class Verdict(BaseModel):
         return cls(
             passed=not failed,
             failed=failed,
+            blocking=tuple(r.check for r in blocking_failures(results)),
             skipped=tuple(r.check for r in results if r.skipped),
             ran=tuple(r.check for r in results if not r.skipped),
         )

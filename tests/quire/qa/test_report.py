@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from quire.orders.schemas import Check
 from quire.qa.fines import LateFine
 from quire.qa.report import ReviewEntry, escape, format_minor, render_report
-from quire.qa.results import CheckResult, Verdict, all_passed, capped
+from quire.qa.results import CheckResult, Verdict, all_passed, blocking_failures, capped
 
 ORDER_ID = uuid.UUID("0b8f6f5e-3c1d-4e59-9d0c-1d2b3c4d5e6f")
 HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -133,3 +133,17 @@ def test_a_late_fine_is_shown_in_the_currencys_own_units():
 def test_an_order_without_automated_checks_says_so():
     text = report([])
     assert "_No automated checks were configured for this order._" in text
+
+
+def test_late_but_otherwise_clean_work_reads_as_passed_with_a_fine() -> None:
+    results = [passed(Check.LENGTH), failed(Check.LATENESS, "Submitted 2 hours late")]
+    assert blocking_failures(results) == []
+    assert Verdict.of(results).blocking == ()
+    markdown = render_report(
+        order_title="Essay",
+        order_id=ORDER_ID,
+        submission_number=1,
+        content_hash=HASH,
+        results=results,
+    )
+    assert "**Automated checks passed, with a late fine**" in markdown
