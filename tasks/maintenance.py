@@ -6,6 +6,7 @@ a crash loses at most the batch in flight (the next hourly run picks the rest up
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from quire.db import utcnow
 from quire.events import retention
 from quire.orders import maintenance
+from quire.qa import runs, workflow
 from quire.settings import get_settings
 from tasks.database import flow_database
 
@@ -48,6 +50,25 @@ def expire_stale_orders() -> int:
 def prune_events() -> int:
     cutoff = retention.retention_cutoff(utcnow(), get_settings().event_retention_days)
     return _sweep(lambda s: retention.prune_events(s, cutoff, limit=BATCH))
+
+
+@task(name="Hand back work whose review never came", retries=2, retry_delay_seconds=5)
+def hand_back_unanswered_reviews() -> int:
+    """A suspended QA run that times out is failed by Prefect's server, where no flow hook runs:
+    without this its order would stay in review for good. The specialist gets it back and a
+    resubmission starts a fresh run."""
+    hours = get_settings().review_timeout_hours
+    cutoff = utcnow() - dt.timedelta(hours=hours)
+    database = flow_database()
+    with database.session() as session:
+        waiting = runs.unanswered_reviews(session, cutoff)
+    handed_back = 0
+    for tenant_id, submission_id in waiting:
+        with database.session(tenant_id, write=True) as session:
+            subject = workflow.load_subject(session, submission_id)
+            reason = f"no review decision within {hours:g} hours"
+            handed_back += workflow.give_back_after_failure(session, subject, reason)
+    return handed_back
 
 
 @task(name="Gather marketplace statistics")

@@ -7,6 +7,7 @@ and which flow run should a decision resume? Reviews are recorded here once a ru
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import uuid
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from quire.orders.state import OrderStatus
 from quire.people.actor import Actor
 from quire.people.models import Role
 from quire.qa.models import QAReview, QARun, RunStatus
-from quire.tenancy import tenant_of
+from quire.tenancy import ALL_TENANTS, tenant_of
 
 
 class ReviewChoice(enum.StrEnum):
@@ -195,3 +196,18 @@ def reviews_for_order(session: Session, order_id: uuid.UUID) -> list[QAReview]:
             .order_by(QAReview.decided_at, QAReview.stage)
         )
     )
+
+
+def unanswered_reviews(
+    session: Session, older_than: dt.datetime, limit: int = 500
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant, submission) of runs still waiting for a reviewer since before `older_than`,
+    across tenants: by then Prefect has failed the suspended run, and nobody can answer it."""
+    rows = session.execute(
+        select(QARun.tenant_id, QARun.submission_id)
+        .where(QARun.status == RunStatus.AWAITING_REVIEW, QARun.updated_at < older_than)
+        .order_by(QARun.updated_at)
+        .limit(limit)
+        .execution_options(**ALL_TENANTS)
+    )
+    return [(row.tenant_id, row.submission_id) for row in rows]

@@ -12,7 +12,10 @@ from flows.maintenance import marketplace_maintenance
 from quire.db import utcnow
 from quire.events.models import Event
 from quire.orders import service as orders
+from quire.orders.schemas import QAConfig
 from quire.orders.state import OrderStatus
+from quire.qa import workflow
+from quire.qa.models import QARun
 from quire.tenancy import ALL_TENANTS
 from tests.flows.scenario import make_late, order_status, submitted_work
 from tests.quire.orders.test_service import new_order
@@ -48,3 +51,24 @@ def test_an_overdue_claim_is_released_then_expired_and_old_relayed_events_pruned
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts()
     assert any(a.key == "marketplace-statistics" for a in artifact)
+
+
+def test_work_whose_review_never_came_goes_back_to_its_specialist(prefect_api, flow_env, world):
+    """Past the review timeout Prefect fails the suspended run itself (no flow hook runs there);
+    maintenance hands the order back so a resubmission can start a fresh run."""
+    work = submitted_work(flow_env, world, qa=QAConfig(review_stages=1))
+    with flow_env.session(world.tenant_id, write=True) as s:
+        subject = workflow.load_subject(s, work.submission_id)
+        workflow.begin(s, subject, flow_run_id=None)
+        workflow.await_review(s, subject, 1, [])
+        s.execute(
+            update(QARun)
+            .where(QARun.submission_id == work.submission_id)
+            .values(updated_at=utcnow() - dt.timedelta(days=30))
+        )
+    assert order_status(flow_env, world, work.order_id) == OrderStatus.IN_REVIEW
+
+    report = marketplace_maintenance()
+
+    assert report.handed_back >= 1
+    assert order_status(flow_env, world, work.order_id) == OrderStatus.REWORK
