@@ -8,7 +8,9 @@
 
 While it waits for a reviewer the run is *suspended*: it holds no worker, and resumes when a
 reviewer answers in the Prefect UI form or through `POST /orders/{id}/reviews`. On resume the flow
-runs again from the top, and every finished step returns its persisted result instead of running.
+runs again from the top, and every finished step returns its persisted result instead of running;
+the checks' results are also kept with the run in Quire's database, so a resumed run decides on
+them even where Prefect's cache cannot help (another worker, a redeploy).
 """
 
 from __future__ import annotations
@@ -57,9 +59,9 @@ class QAOutcome(BaseModel):
     late_fine_minor: int = 0
 
 
-def _give_back(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
+def _give_back(flow: Any, run: FlowRun, state: State[Any]) -> None:
     """on_failure / on_crashed: never leave an order in review with a dead run."""
-    request = QARequest.model_validate(flow_run.parameters["request"])
+    request = QARequest.model_validate(run.parameters["request"])
     reason = state.message or state.name or "the run failed"
     qa.give_back_after_failure(request.tenant_id, request.submission_id, reason)
 
