@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from deployments.demo import deployments_served, wait_for  # noqa: E402 - needs the path above
 
 CONTENT = (
     "Quarterly planning works best when every team writes down what it will stop doing. "
@@ -129,16 +131,6 @@ def worker(limit: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 os.killpg(child.pid, signal.SIGKILL)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 600.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 # -- the two kinds of run ----------------------------------------------------------------------
 
 
@@ -176,7 +168,7 @@ def finished_runs(ids: Sequence[uuid.UUID]) -> list[Any] | None:
 
 
 def measure(ids: Sequence[uuid.UUID], started: float) -> tuple[list[Any], Phase]:
-    runs = wait_for("the flow runs to finish", lambda: finished_runs(ids))
+    runs = wait_for("the flow runs to finish", lambda: finished_runs(ids), 600)
     turnaround = [(r.end_time - r.created).total_seconds() for r in runs]
     run_time = [(r.end_time - r.start_time).total_seconds() for r in runs]
     first = min(r.created for r in runs)
@@ -410,16 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def deployments_ready() -> bool:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_deployment_by_name("bench-empty/bench-empty")
-            client.read_deployment_by_name("qa-pipeline/qa-pipeline")
-        except ObjectNotFound:
-            return False
-    return True
+    return deployments_served("bench-empty/bench-empty", "qa-pipeline/qa-pipeline")
 
 
 def med(values: Sequence[float]) -> float:

@@ -150,14 +150,16 @@ def run(*, exit_when_done: bool = False) -> int:
     return 0
 
 
-def deployments_served() -> bool:
+def deployments_served(*names: str) -> bool:
+    """Do these deployments (default: the relay and the QA pipeline) exist on the server yet?"""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    wanted = names or ("outbox-relay/outbox-relay", get_settings().qa_deployment)
     with get_client(sync_client=True) as client:
         try:
-            client.read_deployment_by_name("outbox-relay/outbox-relay")
-            client.read_deployment_by_name(get_settings().qa_deployment)
+            for name in wanted:
+                client.read_deployment_by_name(name)
         except ObjectNotFound:
             return False
     return True
