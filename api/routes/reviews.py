@@ -7,14 +7,11 @@ import uuid
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 
 from api import workflows
 from api.deps import Work
 from api.errors import responses
 from api.schemas import Out
-from quire.orders import service as orders
-from quire.people.actor import Actor
 from quire.qa import runs
 from quire.qa.runs import ReviewChoice
 
@@ -78,12 +75,7 @@ async def review(order_id: uuid.UUID, body: ReviewIn, work: Work) -> ReviewAccep
     )
 
 
-def _reviews(session: Session, actor: Actor, order_id: uuid.UUID) -> list[runs.QAReview]:
-    orders.get_order(session, actor, order_id)  # 404 unless the actor may see the order
-    return runs.reviews_for_order(session, order_id)
-
-
 @router.get("/{order_id}/reviews", response_model=list[ReviewOut], responses=responses(401, 404))
 async def list_reviews(order_id: uuid.UUID, work: Work) -> list[ReviewOut]:
     """Every recorded review decision on the order's submissions, oldest first."""
-    return [ReviewOut.model_validate(r) for r in await work.read(_reviews, order_id)]
+    return [ReviewOut.model_validate(r) for r in await work.read(runs.reviews_of_order, order_id)]

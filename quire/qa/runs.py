@@ -188,7 +188,9 @@ def reviews_of(session: Session, submission_id: uuid.UUID) -> list[QAReview]:
     )
 
 
-def reviews_for_order(session: Session, order_id: uuid.UUID) -> list[QAReview]:
+def reviews_of_order(session: Session, actor: Actor, order_id: uuid.UUID) -> list[QAReview]:
+    """The decisions on an order's submissions, for anyone who may see the order (else 404)."""
+    get_order(session, actor, order_id)
     return list(
         session.scalars(
             select(QAReview)
