@@ -191,7 +191,10 @@ def accept(session: Session, subject: Subject, *, fee_bps: int, fine: LateFine) 
     if order.status != OrderStatus.ACCEPTED:
         try:
             order = orders.accept(
-                session, _system(subject), subject.order_id, submission=str(subject.submission_id)
+                session,
+                _system(subject),
+                subject.order_id,
+                submission_id=str(subject.submission_id),
             )
         except IllegalTransition as exc:
             if exc.status != OrderStatus.ACCEPTED:
@@ -236,7 +239,7 @@ def give_back_after_failure(session: Session, subject: Subject, reason: str) -> 
         session,
         _system(subject),
         subject.order_id,
-        submission=str(subject.submission_id),
+        submission_id=str(subject.submission_id),
         reasons=f"QA could not finish ({reason}); please submit again to rerun it",
     )
     runs.set_status(session, subject.submission_id, RunStatus.FAILED, summary=reason)
