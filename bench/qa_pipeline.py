@@ -36,7 +36,6 @@ import contextlib
 import datetime as dt
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deployments.demo import deployments_served, wait_for  # noqa: E402 - needs the path above
+from deployments.demo import deployments_served, process, wait_for  # noqa: E402 - needs the path above
 
 CONTENT = (
     "Quarterly planning works best when every team writes down what it will stop doing. "
@@ -110,25 +109,9 @@ def fresh_database(admin_url: str) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@contextlib.contextmanager
-def worker(limit: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "qa_worker.py"), "--limit", str(limit)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        try:
-            yield child
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGTERM)
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+def worker(limit: int, log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    args = [sys.executable, str(ROOT / "bench" / "qa_worker.py"), "--limit", str(limit)]
+    return process(args, log)
 
 
 # -- the two kinds of run ----------------------------------------------------------------------

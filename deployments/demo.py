@@ -64,7 +64,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any
 
 
 @contextlib.contextmanager
-def process(name: str, args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A child process in its own group, logging to `log`, stopped (with its children) on exit."""
     with log.open("wb") as out:
         child = subprocess.Popen(
@@ -125,10 +125,8 @@ def run(*, exit_when_done: bool = False) -> int:
     ui = prefect_server.api_url.removesuffix("/api")
     try:
         with (
-            process("worker", [sys.executable, "-m", "quire.cli", "worker"], logs / "worker.log"),
-            process(
-                "api", [sys.executable, "-m", "quire.cli", "api"], logs / "api.log"
-            ) as api_process,
+            process([sys.executable, "-m", "quire.cli", "worker"], logs / "worker.log"),
+            process([sys.executable, "-m", "quire.cli", "api"], logs / "api.log") as api_process,
         ):
             api = Api(f"http://{settings.api_host}:{settings.api_port}")
             step(f"starting the API and the worker (logs in {logs})")
