@@ -11,7 +11,7 @@ Method
    one set of ``N`` open claim-mode orders per run (``--repeat R`` runs).
 2. Copy it with ``CREATE DATABASE ... TEMPLATE`` into ``quire_bench_claim_<random>_raw``, so the
    baseline gets the same rows (same ids), untouched by the API. Both are dropped at the end.
-3. Start ``python -m quire.cli api --workers W`` (uvicorn; uvloop and httptools when installed)
+3. Start ``quire api --workers W`` (uvicorn; uvloop and httptools when installed)
    on the API database and wait for ``/health/ready``. Access tokens for the specialists are
    minted with the server's JWT secret: no logins, so login rate limits and Argon2 stay out.
 4. Each of the ``C`` clients is one specialist with one keep-alive connection, opened before the
@@ -376,7 +376,7 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m quire.cli api` in its own process group, logging to a temporary file."""
+    """`python -m deployments.cli api` in its own process group, logging to a temporary file."""
 
     def __init__(self, url: str, opts: Options, workdir: Path) -> None:
         self.port = opts.port or free_port()
@@ -399,7 +399,16 @@ class Server:
         # uvicorn re-raises the signal it shut down on; only SIGINT (KeyboardInterrupt) lets
         # cProfile write its stats on the way out.
         self.stop_signal = signal.SIGINT if opts.profile is not None else signal.SIGTERM
-        cmd = [sys.executable, "-m", "quire.cli", "api", "--host", HOST, "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "deployments.cli",
+            "api",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+        ]
         if opts.profile is not None:
             cmd[1:1] = [str(Path(__file__).with_name("profiled.py")), str(opts.profile)]
         cmd += ["--workers", str(opts.workers)]

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from quire.demo import DEMO_PASSWORD, DEMO_TENANT
+from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT
 from quire.qa.report import format_minor
 from quire.settings import get_settings
 
@@ -125,8 +125,10 @@ def run(*, exit_when_done: bool = False) -> int:
     ui = prefect_server.api_url.removesuffix("/api")
     try:
         with (
-            process([sys.executable, "-m", "quire.cli", "worker"], logs / "worker.log"),
-            process([sys.executable, "-m", "quire.cli", "api"], logs / "api.log") as api_process,
+            process([sys.executable, "-m", "deployments.cli", "worker"], logs / "worker.log"),
+            process(
+                [sys.executable, "-m", "deployments.cli", "api"], logs / "api.log"
+            ) as api_process,
         ):
             api = Api(f"http://{settings.api_host}:{settings.api_port}")
             step(f"starting the API and the worker (logs in {logs})")

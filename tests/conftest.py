@@ -146,7 +146,7 @@ class LiveServer:
         }
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "quire.cli", "api", "--port", str(self.port)],
+            [sys.executable, "-m", "deployments.cli", "api", "--port", str(self.port)],
             env=environment,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

@@ -23,7 +23,7 @@ def test_the_demo_walks_an_order_from_claim_to_earnings(tmp_path: Path) -> None:
     for name in ("DATABASE_URL", "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH"):
         env.pop(name, None)
     done = subprocess.run(
-        [sys.executable, "-m", "quire.cli", "demo", "--exit"],
+        [sys.executable, "-m", "deployments.cli", "demo", "--exit"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -531,7 +531,7 @@ def packaged_files(pyproject: dict[str, Any]) -> Iterator[str]:
 
 
 def test_quire_console_script_is_declared_in_pyproject(pyproject: dict[str, Any]) -> None:
-    """The containers call `quire`: pyproject.toml installs it, pointing at quire.cli.main."""
+    """The containers call `quire`: pyproject.toml installs it, pointing at deployments.cli.main."""
     target = pyproject["project"]["scripts"]["quire"]
     module, _, attribute = target.partition(":")
     assert getattr(import_module(module), attribute) is cli.main
@@ -546,7 +546,7 @@ def test_every_quire_container_runs_quire_or_prefect(compose: dict[str, Any]) ->
 def test_every_quire_command_the_containers_run_exists(
     compose: dict[str, Any], cli_subcommands: dict[str, set[str]]
 ) -> None:
-    """Each `quire <subcommand> --flags` in a service or the image's CMD parses in quire.cli."""
+    """Each `quire <subcommand> --flags` in a service or the image's CMD parses in the CLI."""
     calls = {f"image CMD: {image_command()}": quire_invocations(image_command())}
     for name in quire_services(compose):
         calls[f"service {name}"] = service_invocations(compose, name)

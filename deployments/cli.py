@@ -29,7 +29,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(_: argparse.Namespace) -> int:
-    from quire.demo import DEMO_PASSWORD, DEMO_TENANT, PEOPLE, seed_demo
+    from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT, PEOPLE, seed_demo
 
     database = _database()
     created = seed_demo(database)
