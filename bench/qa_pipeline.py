@@ -228,7 +228,8 @@ def submit_all(
     from quire.db import Database, utcnow
     from quire.events.models import Event
     from quire.orders import service as orders
-    from quire.orders.schemas import Check, OrderDraft, QAConfig, SubmissionDraft
+    from quire.orders.schemas import OrderDraft, SubmissionDraft
+    from quire.qa.config import Check, QAConfig
 
     qa = QAConfig(
         checks=[Check.LENGTH, Check.TERMS, Check.DUPLICATE, Check.LATENESS],
@@ -314,8 +315,8 @@ def qa_phase(s: Seed, texts: Sequence[str]) -> Phase:
 def checks_compute(s: Seed, texts: Sequence[str]) -> float:
     """Median seconds per submission of the same checks, called directly (no Prefect)."""
     from quire.db import Database, utcnow
-    from quire.orders.schemas import QAConfig
     from quire.qa import checks, similarity
+    from quire.qa.config import QAConfig
 
     qa = QAConfig(min_words=50, banned_terms=["lorem ipsum"])
     database = Database(s.url)

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT
-from quire.qa.report import format_minor
+from quire.money import format_minor
 from quire.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

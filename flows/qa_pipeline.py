@@ -29,8 +29,8 @@ from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
-from quire.orders.schemas import Check
 from quire.orders.state import OrderStatus
+from quire.qa.config import Check
 from quire.qa.results import CheckResult, blocking_failures
 from quire.qa.runs import ReviewChoice, ReviewDecisionData
 from quire.qa.workflow import Subject

@@ -5,6 +5,7 @@ The `iso4217` package ships the maintenance agency's own list; no exponent is wr
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cache
 from typing import Annotated
 
@@ -30,6 +31,13 @@ def exponent(code: str) -> int:
     if currency.exponent is None:
         raise UnknownCurrency(f"{code} has no minor unit (a fund or metal), it cannot carry money")
     return int(currency.exponent)
+
+
+def format_minor(amount_minor: int, currency: str) -> str:
+    """1250, "USD" -> "USD 12.50" (the currency's own number of decimals)."""
+    places = exponent(currency)
+    major = Decimal(amount_minor).scaleb(-places)
+    return f"{currency} {major:,.{places}f}"
 
 
 def validate_currency(code: str) -> str:

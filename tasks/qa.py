@@ -20,9 +20,9 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
 
-from quire.orders.schemas import Check
 from quire.orders.state import OrderStatus
 from quire.qa import checks, grammar, report, runs, similarity, workflow
+from quire.qa.config import Check
 from quire.qa.errors import ServiceUnavailable
 from quire.qa.fines import LateFine, assess_late_fine
 from quire.qa.results import CheckResult

@@ -9,7 +9,7 @@ import datetime as dt
 import re
 from functools import lru_cache
 
-from quire.orders.schemas import Check, QAConfig
+from quire.qa.config import Check, QAConfig
 from quire.qa.results import CheckResult, capped
 
 # A word is a run of letters/digits, with inner apostrophes or hyphens kept in one word, so

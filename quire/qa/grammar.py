@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from quire.orders.schemas import Check
 from quire.qa.checks import word_count
+from quire.qa.config import Check
 from quire.qa.errors import ServiceRejected, ServiceUnavailable
 from quire.qa.results import CheckResult, capped
 

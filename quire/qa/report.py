@@ -10,12 +10,11 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Sequence
-from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from quire.money import exponent
-from quire.orders.schemas import Check
+from quire.money import format_minor
+from quire.qa.config import Check
 from quire.qa.fines import LateFine
 from quire.qa.results import CheckResult, Verdict
 
@@ -45,13 +44,6 @@ class ReviewEntry(BaseModel):
 def escape(text: str) -> str:
     """Plain text made safe for a markdown table cell: one line, no accidental formatting."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
-
-
-def format_minor(amount_minor: int, currency: str) -> str:
-    """1250, "USD" -> "USD 12.50" (the currency's own number of decimals)."""
-    places = exponent(currency)
-    major = Decimal(amount_minor).scaleb(-places)
-    return f"{currency} {major:,.{places}f}"
 
 
 def _header(

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quire.orders.schemas import Check
+from quire.qa.config import Check
 
 # A reviewer reads findings in the report; beyond this many, the rest are only counted.
 MAX_FINDINGS = 20

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from quire.db import upsert
 from quire.errors import NotFound
 from quire.orders.models import Order, Submission
-from quire.orders.schemas import Check
+from quire.qa.config import Check
 from quire.qa.models import QASignature, QASignatureBand
 from quire.qa.results import CheckResult, capped
 from quire.tenancy import tenant_of

@@ -19,11 +19,11 @@ from ledger import business
 from quire.errors import Conflict
 from quire.orders import service as orders
 from quire.orders.models import Order, Submission
-from quire.orders.schemas import QAConfig
 from quire.orders.state import IllegalTransition, OrderStatus
 from quire.people.actor import Actor
 from quire.people.models import Role, User
 from quire.qa import runs
+from quire.qa.config import QAConfig
 from quire.qa.fines import LateFine
 from quire.qa.models import QAReview, RunStatus
 from quire.qa.results import CheckResult

@@ -14,7 +14,8 @@ from quire.db import Database, utcnow
 from quire.events.models import Event
 from quire.orders import service as orders
 from quire.orders.models import Order
-from quire.orders.schemas import OrderDraft, QAConfig, SubmissionDraft
+from quire.orders.schemas import OrderDraft, SubmissionDraft
+from quire.qa.config import QAConfig
 from quire.qa.models import QARun, RunStatus
 from tests.support.world import Person, World
 

@@ -12,9 +12,9 @@ from flows.maintenance import marketplace_maintenance
 from quire.db import utcnow
 from quire.events.models import Event
 from quire.orders import service as orders
-from quire.orders.schemas import QAConfig
 from quire.orders.state import OrderStatus
 from quire.qa import workflow
+from quire.qa.config import QAConfig
 from quire.qa.models import QARun
 from quire.tenancy import ALL_TENANTS
 from tests.flows.scenario import make_late, order_status, submitted_work

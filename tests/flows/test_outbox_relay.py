@@ -12,7 +12,7 @@ from sqlalchemy import update
 from flows.outbox_relay import outbox_relay
 from quire.events import relay as outbox
 from quire.events.models import Event
-from quire.orders.schemas import QAConfig
+from quire.qa.config import QAConfig
 from quire.tenancy import ALL_TENANTS
 from tasks import relay
 from tests.flows.conftest import drain_outbox, wait_until

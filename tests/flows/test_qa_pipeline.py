@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from flows.qa_pipeline import QARequest, ReviewDecision, qa_pipeline
 from ledger.models import Transfer
 from quire.events.models import Event
-from quire.orders.schemas import QAConfig
 from quire.orders.state import OrderStatus
+from quire.qa.config import QAConfig
 from quire.qa.errors import ServiceUnavailable
 from tests.flows.scenario import ARTICLE, make_late, order_status, submitted_work
 

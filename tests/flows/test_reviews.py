@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 
 from flows.outbox_relay import outbox_relay
 from ledger.models import Transfer
-from quire.orders.schemas import QAConfig
 from quire.orders.state import OrderStatus
 from quire.people import service as people
 from quire.people.models import Role
+from quire.qa.config import QAConfig
 from tests.flows.conftest import bearer, drain_outbox, wait_until
 from tests.flows.scenario import (
     ARTICLE,

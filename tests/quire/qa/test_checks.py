@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from quire.orders.schemas import Check, QAConfig
 from quire.qa.checks import check_lateness, check_length, check_terms, word_count
+from quire.qa.config import Check, QAConfig
 from quire.qa.results import CheckResult
 
 DEADLINE = dt.datetime(2030, 5, 1, 17, 0, tzinfo=dt.UTC)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quire.orders.schemas import Check
+from quire.qa.config import Check
 from quire.qa.grammar import (
     ServiceRejected,
     ServiceUnavailable,

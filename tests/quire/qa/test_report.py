@@ -8,9 +8,10 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from quire.orders.schemas import Check
+from quire.money import format_minor
+from quire.qa.config import Check
 from quire.qa.fines import LateFine
-from quire.qa.report import ReviewEntry, escape, format_minor, render_report
+from quire.qa.report import ReviewEntry, escape, render_report
 from quire.qa.results import CheckResult, Verdict, all_passed, blocking_failures, capped
 
 ORDER_ID = uuid.UUID("0b8f6f5e-3c1d-4e59-9d0c-1d2b3c4d5e6f")

@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 from quire.db import Database, utcnow
 from quire.errors import NotFound
 from quire.orders.models import Order, Submission
-from quire.orders.schemas import MAX_CONTENT_CHARS, Check, QAConfig
+from quire.orders.schemas import MAX_CONTENT_CHARS
 from quire.orders.state import OrderStatus
 from quire.qa import similarity
+from quire.qa.config import Check, QAConfig
 from quire.qa.models import QASignature, QASignatureBand
 from quire.qa.similarity import (
     BANDS,
