@@ -7,14 +7,13 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger import balances, invoices, posting
 from ledger.models import Account, Invoice, Transfer
+from ledger.schemas import InvoiceDraft, InvoiceLine, TransferIn
 from quire.errors import Invalid, NotFound
-from quire.money import CurrencyCode
 from quire.people.actor import Actor
 from quire.people.models import Role
 
@@ -61,31 +60,6 @@ def read_statement(
     return balances.statement(
         session, account_id, start=start, end=end, after_entry=after_entry, limit=limit
     )
-
-
-class LegIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    account_id: uuid.UUID
-    amount_minor: int = Field(
-        description="Positive debits, negative credits (minor units).", strict=True
-    )
-    currency: CurrencyCode | None = Field(
-        default=None, description="If given, must be the account's currency (a guard)."
-    )
-
-
-class TransferIn(BaseModel):
-    """A manual journal entry (adjustments, opening balances). Business events have helpers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str = Field(default="adjustment", min_length=1, max_length=32)
-    reference: str = Field(default="", max_length=200)
-    idempotency_key: str = Field(min_length=1, max_length=200)
-    effective_at: dt.datetime | None = None
-    legs: list[LegIn] = Field(min_length=2, max_length=100)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
 
 
 def post_transfer(session: Session, actor: Actor, body: TransferIn) -> Transfer:
@@ -137,7 +111,7 @@ def read_invoice(session: Session, actor: Actor, invoice_id: uuid.UUID) -> Invoi
     return invoice
 
 
-def create_invoice(session: Session, actor: Actor, draft: invoices.InvoiceDraft) -> Invoice:
+def create_invoice(session: Session, actor: Actor, draft: InvoiceDraft) -> Invoice:
     actor.require(*FINANCE)
     return invoices.create_draft(session, actor.tenant_id, draft)
 
@@ -148,7 +122,7 @@ def change_invoice(
     invoice_id: uuid.UUID,
     action: str,
     lock_version: int,
-    lines: Sequence[invoices.InvoiceLine] = (),
+    lines: Sequence[InvoiceLine] = (),
 ) -> Invoice:
     actor.require(*FINANCE)
     if action == "edit":

@@ -8,11 +8,9 @@ adjusting transfer for the difference.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -20,29 +18,10 @@ from sqlalchemy.orm.exc import StaleDataError
 from ledger import chart
 from ledger.models import AccountKind, Invoice, InvoiceStatus
 from ledger.posting import Leg, TransferSpec, post
+from ledger.schemas import InvoiceDraft, InvoiceLine
 from quire.db import utcnow
 from quire.errors import Conflict, Invalid, NotFound
-from quire.money import AmountMinor, CurrencyCode
 from quire.people.models import Role, User
-
-PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-class InvoiceLine(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    description: str = Field(min_length=1, max_length=500)
-    amount_minor: AmountMinor
-    order_id: uuid.UUID | None = None
-
-
-class InvoiceDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    specialist_id: uuid.UUID
-    period: str = Field(pattern=PERIOD.pattern, description="The month billed, YYYY-MM.")
-    currency: CurrencyCode
-    lines: list[InvoiceLine] = Field(min_length=1, max_length=1000)
 
 
 def _total(lines: list[InvoiceLine]) -> tuple[list[dict[str, Any]], int]:

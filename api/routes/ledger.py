@@ -7,98 +7,28 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Work
 from api.errors import responses
-from api.schemas import Out
 from ledger import access
-from ledger.balances import normal_balance
-from ledger.invoices import PERIOD, InvoiceDraft, InvoiceLine
+from ledger.schemas import (
+    PERIOD,
+    AccountOut,
+    InvoiceChange,
+    InvoiceDraft,
+    InvoiceOut,
+    ReverseIn,
+    StatementLineOut,
+    StatementOut,
+    TransferIn,
+    TransferOut,
+)
 from quire.errors import Invalid
 from quire.money import CurrencyCode
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
 READ_ERRORS = responses(401, 403, 404, 422)
 WRITE_ERRORS = responses(401, 403, 404, 409, 422)
-
-
-class AccountOut(Out):
-    id: uuid.UUID
-    kind: str
-    owner_type: str
-    owner_id: uuid.UUID | None
-    currency: str
-    normal_side: str
-    no_negative: bool
-    balance_minor: int = Field(description="On the account's normal side.")
-
-
-def _account(account: Any) -> AccountOut:
-    return AccountOut(
-        id=account.id,
-        kind=account.kind,
-        owner_type=account.owner_type,
-        owner_id=account.owner_id,
-        currency=account.currency,
-        normal_side=account.normal_side,
-        no_negative=account.no_negative,
-        balance_minor=normal_balance(account, account.balance),
-    )
-
-
-class StatementLineOut(BaseModel):
-    entry_id: int
-    transfer_id: uuid.UUID
-    kind: str
-    reference: str
-    effective_at: dt.datetime
-    amount_minor: int
-    running_balance_minor: int
-
-
-class StatementOut(BaseModel):
-    account: AccountOut
-    start: dt.datetime
-    end: dt.datetime
-    opening_balance_minor: int
-    closing_balance_minor: int
-    lines: list[StatementLineOut]
-    next_cursor: int | None
-
-
-class EntryOut(Out):
-    account_id: uuid.UUID
-    currency: str
-    amount: int
-
-
-class TransferOut(Out):
-    id: uuid.UUID
-    kind: str
-    reference: str
-    idempotency_key: str
-    effective_at: dt.datetime
-    created_at: dt.datetime
-    reverses_id: uuid.UUID | None
-    meta: dict[str, Any] = Field(serialization_alias="metadata")
-
-
-class InvoiceOut(Out):
-    id: uuid.UUID
-    specialist_id: uuid.UUID
-    period: str
-    version: int
-    status: str
-    currency: str
-    lines: list[dict[str, Any]]
-    total_minor: int
-    supersedes_id: uuid.UUID | None
-    lock_version: int
-    created_at: dt.datetime
-    issued_at: dt.datetime | None
-    paid_at: dt.datetime | None
-    voided_at: dt.datetime | None
 
 
 def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
@@ -115,13 +45,13 @@ async def list_accounts(
     work: Work, currency: CurrencyCode | None = None, kind: str | None = None
 ) -> list[AccountOut]:
     """Finance and admins see every account; a specialist sees their own."""
-    return [_account(a) for a in await work.read(access.list_accounts, currency, kind)]
+    return [AccountOut.of(a) for a in await work.read(access.list_accounts, currency, kind)]
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut, responses=READ_ERRORS)
 async def get_account(account_id: uuid.UUID, work: Work) -> AccountOut:
     """The current balance, read in O(1) from the maintained balance."""
-    return _account(await work.read(access.read_account, account_id))
+    return AccountOut.of(await work.read(access.read_account, account_id))
 
 
 @router.get("/accounts/{account_id}/statement", response_model=StatementOut, responses=READ_ERRORS)
@@ -143,7 +73,7 @@ async def get_statement(
         raise Invalid("start and end need timezones and start < end", code="invalid_period")
     st = await work.read(access.read_statement, account_id, start, end, cursor, limit)
     return StatementOut(
-        account=_account(st.account),
+        account=AccountOut.of(st.account),
         start=start,
         end=end,
         opening_balance_minor=st.opening_balance,
@@ -171,14 +101,9 @@ async def get_statement(
     response_model_by_alias=True,
     responses=WRITE_ERRORS,
 )
-async def post_transfer(body: access.TransferIn, work: Work) -> TransferOut:
+async def post_transfer(body: TransferIn, work: Work) -> TransferOut:
     """A manual, balanced journal entry (finance). Replaying its idempotency key is safe."""
     return TransferOut.model_validate(await work.write(access.post_transfer, body))
-
-
-class ReverseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=500)
 
 
 @router.post(
@@ -211,11 +136,6 @@ async def get_invoice(invoice_id: uuid.UUID, work: Work) -> InvoiceOut:
 async def create_invoice(body: InvoiceDraft, work: Work) -> InvoiceOut:
     """Draft the next version of a specialist's invoice for a period."""
     return InvoiceOut.model_validate(await work.write(access.create_invoice, body))
-
-
-class InvoiceChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    lines: list[InvoiceLine] = Field(min_length=1, max_length=1000)
 
 
 IfMatch = Annotated[
