@@ -54,7 +54,6 @@ shared cores the issue's N=500 (16,000 requests) takes minutes per run; ``--orde
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -64,14 +63,11 @@ import os
 import random
 import secrets
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -80,9 +76,30 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: the project root
+
+from bench.harness import (
+    HOST,
+    CpuUse,
+    Databases,
+    ServerProcess,
+    add_common_options,
+    admin_dsn,
+    cpu_snapshot,
+    cpu_use,
+    describe_server,
+    free_port,
+    median,
+    new_parser,
+    percentile,
+    process_tree,
+    read_procs,
+    require_positive,
+    server_settings,
+)
+
 T = TypeVar("T")
 
-HOST = "127.0.0.1"
 JWT_SECRET = secrets.token_urlsafe(32)
 JWT_ISSUER = "quire"
 JWT_AUDIENCE = "quire-api"
@@ -146,14 +163,13 @@ class Options:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        description="Claim race through uvicorn on PostgreSQL versus the bare conditional UPDATE.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = new_parser(
+        "Claim race through uvicorn on PostgreSQL versus the bare conditional UPDATE."
     )
     parser.add_argument("--orders", "-n", type=int, default=100, help="orders per run (N)")
     parser.add_argument("--clients", "-c", type=int, default=32, help="concurrent clients (C)")
     parser.add_argument("--workers", "-w", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--repeat", "-r", type=int, default=1, help="runs; medians are reported")
+    add_common_options(parser, repeat=1, seed=1)
     parser.add_argument("--warmup", type=int, default=10, help="orders in the unmeasured warm-up")
     parser.add_argument(
         "--pattern",
@@ -167,11 +183,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         choices=("raw", "httpx"),
         default="raw",
         help="HTTP load generator: raw asyncio streams (lean) or httpx.AsyncClient",
-    )
-    parser.add_argument(
-        "--admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="PostgreSQL URL with CREATE DATABASE rights",
     )
     parser.add_argument("--port", type=int, default=0, help="API port (0: a free one)")
     parser.add_argument(
@@ -192,8 +203,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="extra milliseconds between two clients' connects (they connect one after another; "
         "uvicorn's workers share one listening socket, so how connections spread matters)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the attempt orders")
-    parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     parser.add_argument(
         "--no-floor",
         dest="floor",
@@ -209,9 +218,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.profile is not None and args.workers != 1:
         parser.error("--profile needs --workers 1 (cProfile follows one process)")
-    for name in ("orders", "clients", "workers", "repeat"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+    require_positive(parser, args, "orders", "clients", "workers", "repeat")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
     return Options(
@@ -235,21 +242,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
 
 
-# -- databases and seed data ---------------------------------------------------------------------
-
-
-def database_url(admin_url: str, name: str, driver: str = "postgresql") -> str:
-    url = make_url(admin_url).set(drivername=driver, database=name)
-    return url.render_as_string(hide_password=False)
-
-
-def admin_dsn(admin_url: str) -> str:
-    return database_url(admin_url, make_url(admin_url).database or "postgres")
-
-
-def admin_execute(admin_url: str, sql: str) -> None:
-    with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+# -- seed data ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -369,18 +362,11 @@ def verify(
 # -- the API server ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
+class Server(ServerProcess):
     """`python -m deployments.cli api` in its own process group, logging to a temporary file."""
 
     def __init__(self, url: str, opts: Options, workdir: Path) -> None:
         self.port = opts.port or free_port()
-        self.log_path = workdir / "server.log"
         env = {
             **os.environ,
             "DATABASE_URL": url,
@@ -395,10 +381,9 @@ class Server:
             env["QUIRE_DB_POOL_SIZE"] = str(opts.pool_size)
         if opts.max_overflow is not None:
             env["QUIRE_DB_MAX_OVERFLOW"] = str(opts.max_overflow)
-        self._log = self.log_path.open("wb")
         # uvicorn re-raises the signal it shut down on; only SIGINT (KeyboardInterrupt) lets
         # cProfile write its stats on the way out.
-        self.stop_signal = signal.SIGINT if opts.profile is not None else signal.SIGTERM
+        stop_signal = signal.SIGINT if opts.profile is not None else signal.SIGTERM
         cmd = [
             sys.executable,
             "-m",
@@ -413,42 +398,10 @@ class Server:
             cmd[1:1] = [str(Path(__file__).with_name("profiled.py")), str(opts.profile)]
         cmd += ["--workers", str(opts.workers)]
         # cwd: a directory without a stray .env for pydantic-settings to pick up.
-        self.process = subprocess.Popen(
-            cmd,
-            cwd=workdir,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        super().__init__(cmd, workdir / "server.log", env=env, cwd=workdir, stop_signal=stop_signal)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"http://{HOST}:{self.port}/health/ready"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API server exited early:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"the API server did not become ready in {timeout:.0f}s")
-
-    def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, self.stop_signal)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
+        self.wait_http(f"http://{HOST}:{self.port}/health/ready", timeout, "the API server")
 
 
 def mint_token(tenant_id: uuid.UUID, user_id: uuid.UUID) -> str:
@@ -458,46 +411,7 @@ def mint_token(tenant_id: uuid.UUID, user_id: uuid.UUID) -> str:
     return issue(config, AccessClaims(user_id, tenant_id, frozenset({"specialist"})))
 
 
-# -- CPU accounting from /proc -----------------------------------------------------------------
-
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    pid: int
-    ppid: int
-    comm: str
-    cpu: float  # own user + system seconds
-
-
-def read_procs() -> dict[int, ProcStat]:
-    procs: dict[int, ProcStat] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        close = text.rfind(")")
-        f = text[close + 2 :].split()
-        comm = text[text.find("(") + 1 : close]
-        procs[int(entry.name)] = ProcStat(
-            int(entry.name), int(f[1]), comm, (int(f[11]) + int(f[12])) / TICK
-        )
-    return procs
-
-
-def process_tree(procs: dict[int, ProcStat], root: int) -> list[int]:
-    """`root` and its descendants, parents first."""
-    if root not in procs:
-        return []
-    tree = [root]
-    for proc in sorted(procs.values(), key=lambda p: p.pid):
-        if proc.ppid in tree:
-            tree.append(proc.pid)
-    return tree
+# -- where the client connections went (/proc) ------------------------------------------
 
 
 def connections_per_process(root: int, port: int) -> tuple[int, ...]:
@@ -520,84 +434,6 @@ def connections_per_process(root: int, port: int) -> tuple[int, ...]:
                     held += link.startswith("socket:[") and link[8:-1] in inodes
         counts.append(held)
     return tuple(sorted((c for c in counts if c), reverse=True))
-
-
-def serves(pid: int, databases: Sequence[str]) -> bool:
-    """Whether a postgres process is a backend of one of `databases` (from its ps title)."""
-    try:
-        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    return any(name in databases for name in title.split())
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, stolen) CPU seconds summed over all CPUs since boot."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq) / TICK, steal / TICK
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    at: float
-    server: dict[int, float]  # pid -> seconds (the master and each worker)
-    postgres: dict[int, float]  # pid -> seconds, backends of the benchmark's databases
-    client: float
-    machine: float
-    stolen: float
-
-
-def cpu_snapshot(server_pid: int | None, databases: Sequence[str]) -> CpuSnapshot | None:
-    try:
-        procs = read_procs()
-        machine, stolen = machine_cpu()
-    except (OSError, ValueError, IndexError):
-        return None
-    server: dict[int, float] = {}
-    if server_pid is not None:
-        server = {pid: procs[pid].cpu for pid in process_tree(procs, server_pid)}
-    postgres = {
-        p.pid: p.cpu for p in procs.values() if p.comm == "postgres" and serves(p.pid, databases)
-    }
-    return CpuSnapshot(time.perf_counter(), server, postgres, time.process_time(), machine, stolen)
-
-
-@dataclass(frozen=True)
-class CpuUse:
-    """Cores used during a phase (CPU seconds / wall seconds) per component."""
-
-    server: float
-    server_procs: tuple[float, ...]  # the busiest server processes, descending
-    postgres: float  # backends of the benchmark database that were alive at the end of the phase
-    client: float
-    machine: float  # every process on the machine (not counting time stolen by the hypervisor)
-    stolen: float
-
-    @property
-    def other(self) -> float:
-        """Everything else: other processes (other databases, test suites...), PostgreSQL's
-        background processes and backends that disconnected during the phase."""
-        return max(0.0, self.machine - self.server - self.postgres - self.client)
-
-
-def _delta(before: dict[int, float], after: dict[int, float], wall: float) -> list[float]:
-    return sorted(((after[pid] - before.get(pid, 0.0)) / wall for pid in after), reverse=True)
-
-
-def cpu_use(before: CpuSnapshot | None, after: CpuSnapshot | None) -> CpuUse | None:
-    if before is None or after is None:
-        return None
-    wall = after.at - before.at
-    server = _delta(before.server, after.server, wall)
-    return CpuUse(
-        server=sum(server),
-        server_procs=tuple(p for p in server if p >= 0.01),
-        postgres=sum(_delta(before.postgres, after.postgres, wall)),
-        client=(after.client - before.client) / wall,
-        machine=(after.machine - before.machine) / wall,
-        stolen=(after.stolen - before.stolen) / wall,
-    )
 
 
 # -- claimants ---------------------------------------------------------------------------------
@@ -848,13 +684,6 @@ class PhaseResult:
     connections: tuple[int, ...] = ()  # client connections per server process
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
-    return sorted_values[rank]
-
-
 def summarize(result: Race, verdict: Verdict, churn: int) -> PhaseResult:
     by_order: dict[uuid.UUID, list[tuple[float, float]]] = {}
     winners: dict[uuid.UUID, set[int]] = {}
@@ -909,6 +738,7 @@ def winners_of(result: Race, specialists: Sequence[uuid.UUID]) -> dict[uuid.UUID
 class Bench:
     opts: Options
     seed: Seed
+    dbs: Databases
     api_db: str
     raw_db: str
     server: Server
@@ -943,7 +773,7 @@ class Bench:
 
     @property
     def raw_url(self) -> str:
-        return database_url(self.opts.admin_url, self.raw_db)
+        return self.dbs.url(self.raw_db)
 
     def phase(
         self, which: Literal["api", "raw"], order_ids: Sequence[uuid.UUID], plan_seed: str
@@ -962,8 +792,8 @@ class Bench:
         else:
             result = self._run(race(self.sql_claimants(), plans, Target(self.raw_db)))
             churn, database = -1, self.raw_db
-        url = database_url(self.opts.admin_url, database)
-        verdict = verify(url, order_ids, winners_of(result, self.seed.specialists))
+        winners = winners_of(result, self.seed.specialists)
+        verdict = verify(self.dbs.url(database), order_ids, winners)
         return summarize(result, verdict, churn)
 
 
@@ -981,22 +811,6 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-@contextlib.contextmanager
-def databases(opts: Options) -> Iterator[tuple[str, str]]:
-    base = f"quire_bench_claim_{secrets.token_hex(4)}"
-    names = (f"{base}_api", f"{base}_raw")
-    try:
-        admin_execute(opts.admin_url, f"CREATE DATABASE {names[0]}")
-        yield names
-    finally:
-        if opts.keep:
-            print(f"kept databases {names[0]} and {names[1]}")
-        else:
-            for name in names:
-                with contextlib.suppress(psycopg.Error):
-                    admin_execute(opts.admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 def closed_sessions(admin_url: str, database: str) -> int | None:
     """Sessions of `database` that have ended (PostgreSQL 14+ counts them at disconnection)."""
     try:
@@ -1010,13 +824,8 @@ def closed_sessions(admin_url: str, database: str) -> int | None:
 
 
 def server_facts(admin_url: str) -> str:
-    with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
-        facts = {
-            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
-            for name in ("server_version", "fsync", "synchronous_commit", "max_connections")
-        }
-    version = facts.pop("server_version").split()[0]
-    return f"PostgreSQL {version} ({', '.join(f'{k}={v}' for k, v in facts.items())})"
+    names = ("server_version", "fsync", "synchronous_commit", "max_connections")
+    return describe_server(server_settings(admin_url, names))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1044,19 +853,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[tuple[PhaseResult, PhaseResult]] = []
     floors: list[float] = []
     with (
-        databases(opts) as (api_db, raw_db),
+        Databases("claim", opts.admin_url, opts.keep) as dbs,
         tempfile.TemporaryDirectory(prefix="quire-bench-") as tmp,
         asyncio.Runner(loop_factory=loop_factory) as runner,
     ):
-        api_url = database_url(opts.admin_url, api_db, "postgresql+psycopg")
+        api_db = dbs.create("api")
+        api_url = dbs.url(api_db, "postgresql+psycopg")
         started = time.perf_counter()
         seed = seed_database(api_url, opts)
-        admin_execute(opts.admin_url, f"CREATE DATABASE {raw_db} TEMPLATE {api_db}")
+        raw_db = dbs.create("raw", template=api_db)
         print(f"seeded in {time.perf_counter() - started:.1f}s", flush=True)
         server = Server(api_url, opts, Path(tmp))
         try:
             server.wait_ready()
-            bench = Bench(opts, seed, api_db, raw_db, server, runner)
+            bench = Bench(opts, seed, dbs, api_db, raw_db, server, runner)
             if seed.warmup:
                 bench.phase("api", seed.warmup, f"{opts.seed}/warm-up")
                 bench.phase("raw", seed.warmup, f"{opts.seed}/warm-up")
@@ -1103,7 +913,7 @@ def median_phase(phases: Sequence[PhaseResult]) -> PhaseResult:
     """Medians of the rates and latencies; sums of every correctness count; no CPU figures."""
 
     def med(name: str) -> float:
-        return statistics.median(getattr(p, name) for p in phases)
+        return median(getattr(p, name) for p in phases)
 
     return PhaseResult(
         wall=med("wall"),
@@ -1130,24 +940,17 @@ def describe_cpu(label: str, phases: Sequence[PhaseResult], server: bool) -> str
         return f"{label}: CPU accounting unavailable (no /proc)"
     names = [*(["server"] if server else []), "postgres", "client", "other"]
 
-    def cores(cpu: CpuUse, name: str) -> float:
-        return float(getattr(cpu, name))
-
     def med_cores(name: str) -> float:
-        return statistics.median(cores(cpu, name) for cpu, _ in runs)
+        return median(cpu.cores(name) for cpu, _ in runs)
 
     def med_ms(name: str) -> float:
-        return statistics.median(cores(cpu, name) * 1000 / rate for cpu, rate in runs)
+        return median(cpu.cores(name) * 1000 / rate for cpu, rate in runs)
 
     split = [f"{name} {med_cores(name):.2f}" for name in names]
     if server:
-        width = max(len(cpu.server_procs) for cpu, _ in runs)
-        procs = [
-            statistics.median(
-                c.server_procs[i] if i < len(c.server_procs) else 0.0 for c, _ in runs
-            )
-            for i in range(width)
-        ]
+        busy = [busy_server_procs(cpu) for cpu, _ in runs]
+        width = max(len(procs) for procs in busy)
+        procs = [median(b[i] if i < len(b) else 0.0 for b in busy) for i in range(width)]
         split[0] += f" ({' + '.join(f'{p:.2f}' for p in procs)} per process)"
     pad = " " * len(label)
     return (
@@ -1158,6 +961,11 @@ def describe_cpu(label: str, phases: Sequence[PhaseResult], server: bool) -> str
     )
 
 
+def busy_server_procs(cpu: CpuUse) -> list[float]:
+    """Cores used by each server process that used at least 0.01, busiest first."""
+    return [p / cpu.span for p in cpu.server_procs if p / cpu.span >= 0.01]
+
+
 def cpu_cost_ratio(results: Sequence[tuple[PhaseResult, PhaseResult]]) -> float | None:
     """Median over runs of (raw CPU seconds per attempt) / (API CPU seconds per attempt), counting
     the server, PostgreSQL and the load generator."""
@@ -1165,11 +973,13 @@ def cpu_cost_ratio(results: Sequence[tuple[PhaseResult, PhaseResult]]) -> float 
     for api, raw in results:
         if api.cpu is None or raw.cpu is None:
             return None
-        api_cost = (api.cpu.server + api.cpu.postgres + api.cpu.client) / api.attempts_per_s
-        raw_cost = (raw.cpu.postgres + raw.cpu.client) / raw.attempts_per_s
+        api_cores = sum(api.cpu.cores(name) for name in ("server", "postgres", "client"))
+        raw_cores = raw.cpu.cores("postgres") + raw.cpu.cores("client")
+        api_cost = api_cores / api.attempts_per_s
+        raw_cost = raw_cores / raw.attempts_per_s
         if api_cost > 0:
             ratios.append(raw_cost / api_cost)
-    return statistics.median(ratios) if ratios else None
+    return median(ratios) if ratios else None
 
 
 def report(
@@ -1177,7 +987,7 @@ def report(
 ) -> int:
     api = median_phase([a for a, _ in results])
     raw = median_phase([r for _, r in results])
-    ratio = statistics.median(a.attempts_per_s / r.attempts_per_s for a, r in results)
+    ratio = median(a.attempts_per_s / r.attempts_per_s for a, r in results)
     print_row("med", api, raw, ratio)
     print(
         "\n(dbl: double claims, err: answers other than 200/409, bad: orders whose database state"
@@ -1206,7 +1016,7 @@ def report(
         f"target 0: {'met' if doubles == 0 else 'MISSED'}"
     )
     print(f"ratio API/raw = {ratio:.2f}   target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'}")
-    floor = statistics.median(floors) if floors else None
+    floor = median(floors) if floors else None
     if floor is not None:
         print(
             f"HTTP floor (GET /health/live: no auth, no database; same client, connections and "

@@ -11,7 +11,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Same Argon2id code path, cheapest parameters: hashing dozens of test users stays fast.
 os.environ.setdefault("QUIRE_PASSWORD_HASH_PROFILE", "cheapest")
 
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from quire.db import Database
 from quire.migrate import upgrade
 from quire.settings import Settings
 from tests.support import postgres
+from tests.support.net import free_port  # re-exported: tests import it from here
 from tests.support.world import World, build_world, login_all
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -120,12 +120,6 @@ async def world(database: Database, client: httpx.AsyncClient) -> World:
 async def rival(database: Database, client: httpx.AsyncClient) -> World:
     """A second tenant, 'globex', for isolation tests."""
     return await login_all(client, build_world(database, "globex"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:

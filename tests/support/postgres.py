@@ -1,9 +1,12 @@
-"""Where the PostgreSQL tests get a server.
+"""Where the PostgreSQL tests get a server, and the databases they (and the benchmarks) make.
 
 - `QUIRE_TEST_DATABASE_URL` if set (an admin URL; each run creates its own databases there);
 - in CI (`CI=true`) the server at 127.0.0.1:5432, user postgres: its absence FAILS the run;
 - elsewhere a throwaway cluster from `initdb`/`pg_ctl` if the binaries are found;
 - otherwise the PostgreSQL tests are skipped, with the reason shown.
+
+`create_database` / `drop_database` are the one implementation of making and removing a database
+on an admin URL: the test fixtures and `bench/harness.py` both use them.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import make_url
+
+from tests.support.net import free_port
 
 CI_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -56,12 +60,6 @@ def _bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _throwaway_cluster() -> Availability:
     bindir = _bindir()
     if bindir is None:
@@ -73,7 +71,7 @@ def _throwaway_cluster() -> Availability:
             None, "initdb refuses to run as root: set QUIRE_TEST_DATABASE_URL to a server"
         )
     root = Path(tempfile.mkdtemp(prefix="quire-pg-"))
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         [bindir / "initdb", "-D", root / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         check=True,
@@ -113,18 +111,37 @@ def locate() -> Availability:
     return _throwaway_cluster()
 
 
-def with_database(admin_url: str, name: str) -> str:
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+def with_database(admin_url: str, name: str, driver: str | None = None) -> str:
+    """`admin_url` pointing at database `name`; `driver` respells it (`postgresql` for libpq and
+    psycopg, `postgresql+psycopg` for SQLAlchemy), else it keeps the admin URL's."""
+    url = make_url(admin_url).set(database=name)
+    if driver is not None:
+        url = url.set(drivername=driver)
+    return url.render_as_string(hide_password=False)
 
 
-def create_database(admin_url: str, template: str | None = None) -> str:
-    name = f"quire_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        clause = f" TEMPLATE {template}" if template else ""
-        conn.execute(f"CREATE DATABASE {name}{clause}")
+def admin_dsn(admin_url: str) -> str:
+    """The admin URL as libpq reads it (an SQLAlchemy spelling such as `postgresql+psycopg://`
+    works too), on its own database or `postgres`."""
+    return with_database(admin_url, make_url(admin_url).database or "postgres", "postgresql")
+
+
+def admin_execute(admin_url: str, *statements: str) -> None:
+    """Run statements that cannot run in a transaction (CREATE/DROP DATABASE, CHECKPOINT)."""
+    with psycopg.connect(admin_dsn(admin_url), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def create_database(admin_url: str, template: str | None = None, *, name: str | None = None) -> str:
+    """Create a database (a random `quire_test_...` name unless given; a copy of `template` if
+    given, which is how a migrated schema is reused without migrating again) and return its name."""
+    name = name or f"quire_test_{uuid.uuid4().hex[:12]}"
+    clause = f" TEMPLATE {template}" if template else ""
+    admin_execute(admin_url, f"CREATE DATABASE {name}{clause}")
     return name
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """Drop it even while clients are still connected (a server under test may linger)."""
+    admin_execute(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
