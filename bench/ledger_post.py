@@ -57,13 +57,11 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import shlex
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +71,20 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: the project root
+
+from bench.harness import (
+    Databases,
+    add_common_options,
+    cpu_snapshot,
+    cpu_use,
+    describe_server,
+    markdown_table,
+    median,
+    new_parser,
+    require_positive,
+    server_settings,
+)
 from ledger import chart
 from ledger.balances import drifted_accounts, trial_balance
 from ledger.models import AccountKind, Entry, Transfer
@@ -153,10 +165,7 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n", 1)[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = new_parser(__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--transfers", "-n", type=int, default=100_000, help="transfers per run")
     parser.add_argument(
         "--batch",
@@ -166,7 +175,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="transfers per post_batch call (and per raw COPY transaction); a comma-separated "
         "list measures each size",
     )
-    parser.add_argument("--repeat", "-r", type=int, default=3, help="runs; figures are medians")
+    add_common_options(parser, repeat=3, seed=7)
     parser.add_argument(
         "--baseline-transfers",
         type=int,
@@ -174,13 +183,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="transfers of the per-transfer baseline (0: as many as --transfers)",
     )
     parser.add_argument("--specialists", type=int, default=1000, help="specialist payables")
-    parser.add_argument(
-        "--admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="PostgreSQL URL with CREATE DATABASE rights",
-    )
-    parser.add_argument("--seed", type=int, default=7, help="random seed of the workload")
-    parser.add_argument("--keep", action="store_true", help="do not drop the databases")
     parser.add_argument(
         "--analyze",
         choices=("auto", "on", "off"),
@@ -190,8 +192,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         " auto = only if the server runs with autovacuum off",
     )
     args = parser.parse_args(argv)
-    if args.transfers < 1 or args.repeat < 1 or args.specialists < 1:
-        parser.error("--transfers, --repeat and --specialists must be positive")
+    require_positive(parser, args, "transfers", "repeat", "specialists")
     baseline = args.baseline_transfers or args.transfers
     return Options(
         transfers=args.transfers,
@@ -206,78 +207,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
 
 
-# -- databases ----------------------------------------------------------------------------------
+# -- the server ---------------------------------------------------------------------------------
 
 
-def database_url(admin_url: str, name: str) -> str:
-    """`admin_url` pointing at database `name`, spelled for libpq (and accepted by Database)."""
-    url = make_url(admin_url).set(drivername="postgresql", database=name)
-    return url.render_as_string(hide_password=False)
-
-
-def admin_execute(admin_url: str, *statements: str) -> None:
-    dsn = database_url(admin_url, make_url(admin_url).database or "postgres")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
-
-
-class Databases:
-    """Creates databases under one random prefix and drops them all at the end."""
-
-    def __init__(self, opts: Options) -> None:
-        self.opts = opts
-        self.prefix = f"quire_bench_ledger_{secrets.token_hex(4)}"
-        self.created: list[str] = []
-        self.counter = 0
-
-    def create(self, suffix: str, template: str | None = None) -> str:
-        self.counter += 1
-        name = (
-            f"{self.prefix}_{suffix}"
-            if template is None
-            else f"{self.prefix}_{suffix}{self.counter}"
-        )
-        clause = f" TEMPLATE {template}" if template else ""
-        admin_execute(self.opts.admin_url, f"CREATE DATABASE {name}{clause}")
-        self.created.append(name)
-        return name
-
-    def drop(self, name: str) -> None:
-        if self.opts.keep:
-            return
-        admin_execute(self.opts.admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        with contextlib.suppress(ValueError):
-            self.created.remove(name)
-
-    def drop_all(self) -> None:
-        if self.opts.keep:
-            if self.created:
-                print(f"kept databases: {', '.join(self.created)}")
-            return
-        for name in list(self.created):
-            with contextlib.suppress(psycopg.Error):
-                self.drop(name)
-
-    def url(self, name: str) -> str:
-        return database_url(self.opts.admin_url, name)
-
-
-def checkpoint(admin_url: str) -> None:
+def checkpoint(dbs: Databases) -> None:
+    """Write out dirty pages, so that no phase pays for the previous one's."""
     with contextlib.suppress(psycopg.Error):  # needs superuser or pg_checkpoint
-        admin_execute(admin_url, "CHECKPOINT")
+        dbs.execute("CHECKPOINT")
 
 
-def server_settings(admin_url: str) -> dict[str, str]:
-    dsn = database_url(admin_url, make_url(admin_url).database or "postgres")
-    names = ("server_version", "fsync", "synchronous_commit", "shared_buffers", "autovacuum")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in names}  # type: ignore[index]
-
-
-def describe(settings: dict[str, str]) -> str:
-    rest = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "server_version")
-    return f"PostgreSQL {settings['server_version'].split()[0]} ({rest})"
+SETTINGS = ("server_version", "fsync", "synchronous_commit", "shared_buffers", "autovacuum")
 
 
 # -- the chart and the workload -----------------------------------------------------------------
@@ -379,36 +318,7 @@ def build_workload(c: Chart, opts: Options) -> Workload:
     return Workload(specs, transfers, entries, legs_sorted)
 
 
-# -- CPU accounting -----------------------------------------------------------------------------
-
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def backends_cpu(database: str) -> float:
-    """User + system CPU seconds of the live PostgreSQL backends connected to `database`."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-            if text[text.find("(") + 1 : text.rfind(")")] != "postgres":
-                continue
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if database not in title.split():
-            continue
-        fields = text[text.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
-
-
-def machine_cpu() -> float:
-    """Busy CPU seconds of the whole machine, summed over all CPUs, since boot."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / TICK
+# -- time and CPU of a phase -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -425,15 +335,18 @@ class Phase:
 
 
 def timed(database: str, transfers: int, body: Callable[[], None]) -> Phase:
-    """Run `body` with its connections already open, and account for time and CPU."""
-    machine0, server0 = machine_cpu(), backends_cpu(database)
-    client0, wall0 = time.process_time(), time.perf_counter()
+    """Run `body` with its connections already open, and account for time and CPU (from /proc:
+    CPU seconds of this process, of the backends of `database`, of the whole machine)."""
+    before = cpu_snapshot(None, [database])
+    wall0 = time.perf_counter()
     body()
     wall = time.perf_counter() - wall0
-    client = time.process_time() - client0
-    server = backends_cpu(database) - server0
-    machine = machine_cpu() - machine0
-    return Phase(transfers, wall, client, server, max(0.0, machine - client - server))
+    cpu = cpu_use(before, cpu_snapshot(None, [database]))
+    if cpu is None:
+        raise SystemExit("CPU accounting needs /proc (Linux)")
+    # time the hypervisor stole counts as "others" too: a noisy run either way
+    others = max(0.0, cpu.machine + cpu.stolen - cpu.client - cpu.postgres)
+    return Phase(transfers, wall, cpu.client, cpu.postgres, others)
 
 
 # -- the three phases ---------------------------------------------------------------------------
@@ -555,28 +468,33 @@ class Results:
 
 
 def measure(
-    dbs: Databases, template: str, plain: str, c: Chart, work: Workload, analyze: bool
+    dbs: Databases,
+    opts: Options,
+    template: str,
+    plain: str,
+    c: Chart,
+    work: Workload,
+    analyze: bool,
 ) -> Results:
-    opts = dbs.opts
     results = Results(ours={batch: [] for batch in opts.batches})
     for run in range(1, opts.repeat + 1):
         for batch in opts.batches:
-            name = dbs.create("ours", template)
-            checkpoint(opts.admin_url)
+            name = dbs.copy("ours", template)
+            checkpoint(dbs)
             phase = run_ours(dbs.url(name), c, work, batch, analyze)
             dbs.drop(name)
             results.ours[batch].append(phase)
             report_phase(run, f"ours, batch {batch}", phase)
 
-        name = dbs.create("raw", plain)
-        checkpoint(opts.admin_url)
+        name = dbs.copy("raw", plain)
+        checkpoint(dbs)
         phase = run_raw(dbs.url(name), work, opts.batches[0])
         dbs.drop(name)
         results.raw.append(phase)
         report_phase(run, f"raw COPY, batch {opts.batches[0]}", phase)
 
-        name = dbs.create("per_transfer", plain)
-        checkpoint(opts.admin_url)
+        name = dbs.copy("per_transfer", plain)
+        checkpoint(dbs)
         phase = run_per_transfer(dbs.url(name), work, opts.baseline_transfers)
         dbs.drop(name)
         results.per_transfer.append(phase)
@@ -591,10 +509,6 @@ def report_phase(run: int, label: str, phase: Phase) -> None:
         f" PostgreSQL {phase.server_cpu:5.2f}, others {phase.other_cpu:5.2f}",
         flush=True,
     )
-
-
-def median(values: Iterable[float]) -> float:
-    return statistics.median(list(values))
 
 
 def cpu_ms(phase: Phase) -> float:
@@ -619,10 +533,29 @@ def ratios(results: Results, batch: int) -> Ratios:
     )
 
 
+PHASE_COLUMNS = (
+    "path",
+    "transfers",
+    "transfers/s",
+    "range",
+    "wall s",
+    "CPU s: client",
+    "PostgreSQL",
+    "others",
+    "CPU ms/transfer",
+)
+RATIO_COLUMNS = (
+    "batch",
+    "ours / per-transfer (target >= 4)",
+    "ours / raw (target >= 0.3)",
+    "same ratio at equal CPU",
+)
+
+
 def print_table(results: Results, opts: Options, command: str, facts: str) -> None:
-    def row(label: str, phases: list[Phase]) -> str:
+    def row(label: str, phases: list[Phase]) -> list[str]:
         rates = [p.rate for p in phases]
-        cells = [
+        return [
             label,
             f"{phases[0].transfers:,}",
             f"{median(rates):,.0f}",
@@ -633,28 +566,23 @@ def print_table(results: Results, opts: Options, command: str, facts: str) -> No
             ),
             f"{median(cpu_ms(p) for p in phases):.3f}",
         ]
-        return "| " + " | ".join(cells) + " |"
 
     print()
     print(f"command: {command}")
     print(f"server:  {facts}; {os.cpu_count()} CPUs shared by client, server and anything else")
     print(f"runs:    {opts.repeat}, medians (range = min - max over the runs)")
+    phases_table = [
+        *(
+            row(f"ours: post_batch x {b}, triggers on", phases)
+            for b, phases in results.ours.items()
+        ),
+        row(f"raw: COPY transfers + entries x {opts.batches[0]}", results.raw),
+        row("per-transfer: lock, 3 UPDATEs, INSERTs", results.per_transfer),
+    ]
     print()
-    print(
-        "| path | transfers | transfers/s | range | wall s"
-        " | CPU s: client | PostgreSQL | others | CPU ms/transfer |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for batch, phases in results.ours.items():
-        print(row(f"ours: post_batch x {batch}, triggers on", phases))
-    print(row(f"raw: COPY transfers + entries x {opts.batches[0]}", results.raw))
-    print(row("per-transfer: lock, 3 UPDATEs, INSERTs", results.per_transfer))
+    print(markdown_table(PHASE_COLUMNS, "lrrrrrrrr", phases_table))
     print()
-    print(
-        "| batch | ours / per-transfer (target >= 4) | ours / raw (target >= 0.3)"
-        " | same ratio at equal CPU |"
-    )
-    print("|---:|---:|---:|---:|")
+    ratio_rows = []
     summary: dict[str, Any] = {
         "transfers": opts.transfers,
         "per_transfer_transfers": opts.baseline_transfers,
@@ -665,9 +593,13 @@ def print_table(results: Results, opts: Options, command: str, facts: str) -> No
     }
     for batch, phases in results.ours.items():
         r = ratios(results, batch)
-        print(
-            f"| {batch} | {r.vs_per_transfer:.2f} ({'met' if r.vs_per_transfer >= 4 else 'missed'})"
-            f" | {r.vs_raw:.2f} ({'met' if r.vs_raw >= 0.3 else 'missed'}) | {r.cpu_vs_raw:.2f} |"
+        ratio_rows.append(
+            [
+                str(batch),
+                f"{r.vs_per_transfer:.2f} ({'met' if r.vs_per_transfer >= 4 else 'missed'})",
+                f"{r.vs_raw:.2f} ({'met' if r.vs_raw >= 0.3 else 'missed'})",
+                f"{r.cpu_vs_raw:.2f}",
+            ]
         )
         summary["ours"][str(batch)] = {
             "per_s": round(median(p.rate for p in phases), 1),
@@ -675,6 +607,7 @@ def print_table(results: Results, opts: Options, command: str, facts: str) -> No
             "vs_raw": round(r.vs_raw, 3),
             "cpu_vs_raw": round(r.cpu_vs_raw, 3),
         }
+    print(markdown_table(RATIO_COLUMNS, "rrrr", ratio_rows))
     print()
     print(
         "ours: trial balance zero, no drifted account, N transfers and 3N entries (checked after"
@@ -692,10 +625,9 @@ def print_table(results: Results, opts: Options, command: str, facts: str) -> No
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     command = shlex.join([".venv/bin/python", "bench/ledger_post.py", *sys.argv[1:]])
-    dbs = Databases(opts)
-    try:
-        settings = server_settings(opts.admin_url)
-        facts = describe(settings)
+    with Databases("ledger", opts.admin_url, opts.keep) as dbs:
+        settings = server_settings(opts.admin_url, SETTINGS)
+        facts = describe_server(settings)
         analyze = opts.analyze == "on" or (
             opts.analyze == "auto" and settings["autovacuum"] == "off"
         )
@@ -705,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         template = dbs.create("tpl")
         c = seed_template(dbs.url(template), opts)
-        plain = dbs.create("plain", template)
+        plain = dbs.copy("plain", template)
         make_plain(dbs.url(plain))
         work = build_workload(c, opts)
         print(
@@ -713,10 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        results = measure(dbs, template, plain, c, work, analyze)
+        results = measure(dbs, opts, template, plain, c, work, analyze)
         print_table(results, opts, command, facts)
-    finally:
-        dbs.drop_all()
     return 0
 
 
