@@ -31,29 +31,30 @@ too, but it mostly measures queueing (N runs created at once, ``--limit`` at a t
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import datetime as dt
 import os
-import secrets
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from sqlalchemy.engine import make_url
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a file: the project root
 
-from deployments.demo import deployments_served, process, wait_for  # noqa: E402 - needs the path above
+from bench.harness import (  # noqa: E402 - needs the path above
+    Databases,
+    ServerProcess,
+    add_common_options,
+    median,
+    new_parser,
+    percentile,
+    require_positive,
+)
+from deployments.demo import deployments_served, wait_for  # noqa: E402 - needs the path above
 
 CONTENT = (
     "Quarterly planning works best when every team writes down what it will stop doing. "
@@ -69,49 +70,26 @@ class Options:
     repeat: int
     limit: int
     admin_url: str
+    keep: bool
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        description="QA pipeline runs versus empty flow runs on one warm worker.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = new_parser("QA pipeline runs versus empty flow runs on one warm worker.")
     parser.add_argument("--submissions", "-n", type=int, default=20, help="runs of each kind")
-    parser.add_argument("--repeat", "-r", type=int, default=3, help="runs; medians reported")
+    add_common_options(parser, repeat=3)
     parser.add_argument("--limit", type=int, default=4, help="worker: flow runs at once")
-    parser.add_argument(
-        "--admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="PostgreSQL URL with CREATE DATABASE rights",
-    )
     args = parser.parse_args(argv)
-    if args.submissions < 1 or args.repeat < 1 or args.limit < 1:
-        parser.error("--submissions, --repeat and --limit must be at least 1")
-    return Options(args.submissions, args.repeat, args.limit, args.admin_url)
+    require_positive(parser, args, "submissions", "repeat", "limit")
+    return Options(args.submissions, args.repeat, args.limit, args.admin_url, args.keep)
 
 
-# -- infrastructure ------------------------------------------------------------------------------
+# -- the worker ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"quire_bench_qa_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield (
-            make_url(admin_url)
-            .set(drivername="postgresql+psycopg", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def worker(limit: int, log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+def worker(limit: int, log: Path) -> ServerProcess:
+    """`bench/qa_worker.py` in its own process group (its flow-run subprocesses go with it)."""
     args = [sys.executable, str(ROOT / "bench" / "qa_worker.py"), "--limit", str(limit)]
-    return process(args, log)
+    return ServerProcess(args, log, cwd=ROOT)
 
 
 # -- the two kinds of run ----------------------------------------------------------------------
@@ -227,6 +205,7 @@ def submit_all(
 
     from quire.db import Database, utcnow
     from quire.events.models import Event
+    from quire.orders import claims
     from quire.orders import service as orders
     from quire.orders.schemas import OrderDraft, SubmissionDraft
     from quire.qa.config import Check, QAConfig
@@ -254,7 +233,7 @@ def submit_all(
                     publish=True,
                 ),
             )
-            orders.claim(session, s.specialists[0], order.id)
+            claims.claim(session.connection(), s.specialists[0], order.id)
             submission = orders.submit(
                 session, s.specialists[0], order.id, SubmissionDraft(content=text)
             )
@@ -332,7 +311,7 @@ def checks_compute(s: Seed, texts: Sequence[str]) -> float:
             similarity.check_duplicate(session, order_id, sig)
         timings.append(time.perf_counter() - started)
     database.dispose()
-    return statistics.median(timings)
+    return median(timings)
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -352,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "QUIRE_DATA_DIR": str(Path(tmp) / "data"),
             }
         )
-        with fresh_database(opts.admin_url) as url:
+        with Databases("qa", opts.admin_url, opts.keep) as dbs:
+            url = dbs.url(dbs.create(), "postgresql+psycopg")
             os.environ["DATABASE_URL"] = url
             from prefect.server.api.server import SubprocessASGIServer
 
@@ -389,10 +369,6 @@ def deployments_ready() -> bool:
     return deployments_served("bench-empty/bench-empty", "qa-pipeline/qa-pipeline")
 
 
-def med(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
 def cost_ratio(empty: Phase, qa: Phase, compute: float) -> float:
     return qa.cost / (empty.cost + compute)
 
@@ -400,28 +376,28 @@ def cost_ratio(empty: Phase, qa: Phase, compute: float) -> float:
 def print_run(label: str, empty: Phase, qa: Phase, compute: float) -> None:
     print(
         f"run {label}: empty {empty.per_minute:.1f}/min ({empty.cost:.2f}s each), turnaround "
-        f"p50 {med(empty.turnaround):.2f}s, run {med(empty.run_time):.2f}s | QA "
+        f"p50 {median(empty.turnaround):.2f}s, run {median(empty.run_time):.2f}s | QA "
         f"{qa.per_minute:.1f}/min ({qa.cost:.2f}s each), turnaround p50 "
-        f"{med(qa.turnaround):.2f}s, run {med(qa.run_time):.2f}s, submit->verdict p50 "
-        f"{med(qa.submit_to_verdict):.2f}s | checks {compute * 1000:.1f} ms | cost ratio "
+        f"{median(qa.turnaround):.2f}s, run {median(qa.run_time):.2f}s, submit->verdict p50 "
+        f"{median(qa.submit_to_verdict):.2f}s | checks {compute * 1000:.1f} ms | cost ratio "
         f"{cost_ratio(empty, qa, compute):.2f}",
         flush=True,
     )
 
 
 def report(results: Sequence[tuple[Phase, Phase, float]]) -> int:
-    empty_t = med([med(e.turnaround) for e, _, _ in results])
-    empty_r = med([med(e.run_time) for e, _, _ in results])
-    empty_pm = med([e.per_minute for e, _, _ in results])
-    qa_t = med([med(q.turnaround) for _, q, _ in results])
-    qa_r = med([med(q.run_time) for _, q, _ in results])
-    qa_pm = med([q.per_minute for _, q, _ in results])
-    qa_p95 = med([sorted(q.turnaround)[int(0.95 * (len(q.turnaround) - 1))] for _, q, _ in results])
-    s2v = med([med(q.submit_to_verdict) for _, q, _ in results])
-    compute = med([c for _, _, c in results])
-    ratio = med([cost_ratio(e, q, c) for e, q, c in results])
-    empty_cost = med([e.cost for e, _, _ in results])
-    qa_cost = med([q.cost for _, q, _ in results])
+    empty_t = median([median(e.turnaround) for e, _, _ in results])
+    empty_r = median([median(e.run_time) for e, _, _ in results])
+    empty_pm = median([e.per_minute for e, _, _ in results])
+    qa_t = median([median(q.turnaround) for _, q, _ in results])
+    qa_r = median([median(q.run_time) for _, q, _ in results])
+    qa_pm = median([q.per_minute for _, q, _ in results])
+    qa_p95 = median([percentile(sorted(q.turnaround), 0.95, "lower") for _, q, _ in results])
+    s2v = median([median(q.submit_to_verdict) for _, q, _ in results])
+    compute = median([c for _, _, c in results])
+    ratio = median([cost_ratio(e, q, c) for e, q, c in results])
+    empty_cost = median([e.cost for e, _, _ in results])
+    qa_cost = median([q.cost for _, q, _ in results])
     print(
         f"\nmedians over {len(results)} run(s):\n"
         f"  empty flow runs: {empty_pm:.1f}/min = {empty_cost:.2f}s of worker per run; "
