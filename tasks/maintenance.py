@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from quire.db import utcnow
 from quire.events import retention
-from quire.orders import maintenance
+from quire.orders import maintenance, report, statistics
 from quire.qa import runs, workflow
 from quire.settings import get_settings
 from tasks.database import flow_database
@@ -74,14 +74,14 @@ def hand_back_unanswered_reviews() -> int:
 @task(name="Gather marketplace statistics")
 def gather_statistics() -> dict[str, Any]:
     with flow_database().session() as session:
-        return maintenance.marketplace_statistics(session)
+        return statistics.marketplace_statistics(session)
 
 
 @task(name="Publish the statistics")
 def publish_statistics(stats: dict[str, Any]) -> str:
     create_markdown_artifact(
-        markdown=maintenance.statistics_markdown(stats),
+        markdown=report.statistics_markdown(stats),
         key="marketplace-statistics",
         description="Orders by status and the outbox backlog, as of the last maintenance run",
     )
-    return maintenance.statistics_line(stats)
+    return report.statistics_line(stats)

@@ -16,19 +16,17 @@ cover this endpoint like every other.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
-    String,
+    Select,
     bindparam,
-    cast,
     exists,
-    func,
     insert,
     literal,
     select,
@@ -36,34 +34,36 @@ from sqlalchemy import (
     update,
 )
 
-from quire.db import UTCDateTime, utcnow
+from quire.db import utcnow
 from quire.errors import Conflict, NotFound
-from quire.events import outbox
 from quire.events.models import Event
+from quire.orders import events, policy
 from quire.orders.models import Order, OrderMode
-from quire.orders.snapshot import SNAPSHOT_FIELDS, snapshot
-from quire.orders.state import TRANSITIONS, Action, IllegalTransition, OrderStatus
+from quire.orders.state import TRANSITIONS, Action, IllegalTransition
 from quire.people.actor import Actor
 from quire.people.models import Role
 
 orders = Order.__table__
-_TO = TRANSITIONS[Action.CLAIM][1]
-CLAIMED_EVENT = "order.claimed"
+CLAIM_FROM, CLAIM_TO = TRANSITIONS[Action.CLAIM]
+CLAIMED = events.EVENT_TYPES[Action.CLAIM]
 
 _the_order = (orders.c.id == bindparam("b_order_id")) & (
     orders.c.tenant_id == bindparam("b_tenant_id")
 )
 
+# What a claim needs, each condition once: the UPDATE requires them all, and a loser's row
+# carries each as a column, so the refusal reads what the database decided instead of restating it.
+_CONDITIONS: dict[str, ColumnElement[bool]] = {
+    "claimable_state": orders.c.status.in_(sorted(status.value for status in CLAIM_FROM)),
+    "first_come": orders.c.mode == OrderMode.CLAIM.value,
+    "before_deadline": orders.c.deadline > bindparam("b_now"),
+}
+
 _claim = (
     update(orders)
-    .where(
-        _the_order,
-        orders.c.status == OrderStatus.OPEN.value,
-        orders.c.mode == OrderMode.CLAIM.value,
-        orders.c.deadline > bindparam("b_now"),
-    )
+    .where(_the_order, *_CONDITIONS.values())
     .values(
-        status=_TO.value,
+        status=CLAIM_TO.value,
         specialist_id=bindparam("b_actor_id"),
         claimed_at=bindparam("b_now"),
         updated_at=bindparam("b_now"),
@@ -72,56 +72,55 @@ _claim = (
     .returning(*orders.c)
 )
 
-_current = select(*orders.c).where(_the_order)
+
+def _facts(staff: bool) -> list[ColumnElement[Any]]:
+    """The order's claim conditions and whether the claimant may be told about it at all."""
+    known = policy.known_clause(staff, bindparam("b_actor_id"))
+    return [known.label("known"), *(c.label(name) for name, c in _CONDITIONS.items())]
 
 
-ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+def _as_won() -> list[ColumnElement[Any]]:
+    return [true().label(name) for name in ("known", *_CONDITIONS)]
 
 
-def _json_value(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A column as the JSON value `outbox` would write for it (same text, to the microsecond)."""
-    if isinstance(column.type, UTCDateTime):
-        return func.to_char(column.op("AT TIME ZONE")(literal("UTC", String())), ISO_UTC)
-    if column.type.python_type is uuid.UUID:
-        return cast(column, String)
-    return column
+@cache
+def _statements(staff: bool) -> tuple[Select[Any], Select[Any]]:
+    """(this order as it stands, with its facts; PostgreSQL's claim-or-explain statement).
 
+    Two variants, by whether the claimant is also staff (who may be told about any order).
 
-# PostgreSQL: one statement claims, writes the `order.claimed` event, and, when the UPDATE
-# matched nothing, returns the order as this statement saw it. Data-modifying CTEs run exactly
-# once whether or not the outer query reads them, so the event exists exactly when the claim does.
-_claimed = _claim.cte("claimed")
-_event = (
-    insert(Event.__table__)
-    .from_select(
-        ["tenant_id", "type", "aggregate_type", "aggregate_id", "payload", "created_at"],
-        select(
-            _claimed.c.tenant_id,
-            literal(CLAIMED_EVENT),
-            literal("order"),
-            _claimed.c.id,
-            func.jsonb_build_object(
-                "order",
-                func.jsonb_build_object(
-                    *(x for name in SNAPSHOT_FIELDS for x in (name, _json_value(_claimed.c[name])))
-                ),
-                "actor_id",
-                cast(bindparam("b_actor_id"), String),
+    PostgreSQL: one statement claims, writes the `order.claimed` event and, when the UPDATE
+    matched nothing, returns the order as this statement saw it. Data-modifying CTEs run exactly
+    once whether or not the outer query reads them, so the event exists exactly when the claim
+    does.
+    """
+    current = select(*orders.c, *_facts(staff)).where(_the_order)
+    claimed = _claim.cte("claimed")
+    event = (
+        insert(Event.__table__)
+        .from_select(
+            ["tenant_id", "type", "aggregate_type", "aggregate_id", "payload", "created_at"],
+            select(
+                claimed.c.tenant_id,
+                literal(CLAIMED),
+                literal(events.AGGREGATE),
+                claimed.c.id,
+                events.claimed_payload_sql(claimed.c, bindparam("b_actor_id")),
+                bindparam("b_now"),
             ),
-            bindparam("b_now"),
-        ),
-    )
-    .cte("event")
-)
-_claim_or_explain = (
-    select(true().label("won"), *_claimed.c)
-    .union_all(
-        select(literal(False).label("won"), *orders.c).where(
-            _the_order, ~exists(select(_claimed.c.id))
         )
+        .cte("event")
     )
-    .add_cte(_event)
-)
+    claim_or_explain = (
+        select(true().label("won"), *claimed.c, *_as_won())
+        .union_all(
+            select(literal(False).label("won"), *orders.c, *_facts(staff)).where(
+                _the_order, ~exists(select(claimed.c.id))
+            )
+        )
+        .add_cte(event)
+    )
+    return current, claim_or_explain
 
 
 def claim(conn: Connection, actor: Actor, order_id: uuid.UUID) -> Row[Any]:
@@ -132,59 +131,43 @@ def claim(conn: Connection, actor: Actor, order_id: uuid.UUID) -> Row[Any]:
     saves the API two round trips, BEGIN and COMMIT, per attempt); SQLite needs a transaction.
     """
     actor.require(Role.SPECIALIST)
-    now = utcnow()
     params = {
         "b_order_id": order_id,
         "b_tenant_id": actor.tenant_id,
         "b_actor_id": actor.user_id,
-        "b_now": now,
+        "b_now": utcnow(),
     }
-    won, row = _attempt(conn, params)
-    if won:
-        assert row is not None
-        return row
-    if row is not None and _claimable(row, now):
-        # Our snapshot predates a concurrent winner's commit: read what it committed.
-        row = conn.execute(_current, params).first()
-    raise _why_not(actor, order_id, row, now)
-
-
-def _attempt(conn: Connection, params: dict[str, Any]) -> tuple[bool, Row[Any] | None]:
+    current, claim_or_explain = _statements(actor.is_staff)
     if conn.dialect.name == "postgresql":
-        row = conn.execute(_claim_or_explain, params).first()
-        if row is None:
-            return False, None
-        return bool(row.won), row
-    row = conn.execute(_claim, params).first()
-    if row is None:
-        return False, conn.execute(_current, params).first()
-    outbox.append(
-        conn,
-        row.tenant_id,
-        CLAIMED_EVENT,
-        aggregate_type="order",
-        aggregate_id=row.id,
-        payload={"order": snapshot(row), "actor_id": params["b_actor_id"]},
-    )
-    return True, row
+        row = conn.execute(claim_or_explain, params).first()
+        if row is not None and row.won:
+            return row
+        if row is not None and _claimable(row):
+            # Our snapshot predates a concurrent winner's commit: read what it committed.
+            row = conn.execute(current, params).first()
+    else:
+        won = conn.execute(_claim, params).first()
+        if won is not None:
+            events.append(conn, CLAIMED, won, actor)
+            return won
+        row = conn.execute(current, params).first()
+    raise _why_not(order_id, row)
 
 
-def _claimable(row: Row[Any], now: dt.datetime) -> bool:
-    return row.status == OrderStatus.OPEN and row.mode == OrderMode.CLAIM and row.deadline > now
+def _claimable(row: Row[Any]) -> bool:
+    return all(getattr(row, name) for name in _CONDITIONS)
 
 
-def _why_not(
-    actor: Actor, order_id: uuid.UUID, row: Row[Any] | None, now: dt.datetime
-) -> Exception:
+def _why_not(order_id: uuid.UUID, row: Row[Any] | None) -> Exception:
     """Say why a claim failed, telling a specialist no more than they may know (drafts: 404)."""
-    if row is None or (row.published_at is None and row.specialist_id != actor.user_id):
+    if row is None or not row.known:
         return NotFound(f"order {order_id} not found", code="order_not_found")
-    if row.status != OrderStatus.OPEN:
+    if not row.claimable_state:
         return IllegalTransition(Action.CLAIM, row.status)
-    if row.mode != OrderMode.CLAIM:
+    if not row.first_come:
         return Conflict(
             "this order takes bids; it cannot be claimed", code="order_requires_bidding"
         )
-    if row.deadline <= now:
+    if not row.before_deadline:
         return Conflict("the order's deadline has passed", code="deadline_passed")
     return Conflict("the order changed while claiming it; try again", code="conflict")

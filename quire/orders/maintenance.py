@@ -1,14 +1,16 @@
 """Marketplace housekeeping the system does on its own, across every tenant.
 
 The maintenance flow calls these hourly: give back claims whose deadline passed without a
-submission, expire open orders nobody took in time, and report how the marketplace stands.
+submission and expire open orders nobody took in time (`statistics` then reports how the
+marketplace stands).
 
 They follow the same rules as `service`: every change is one conditional UPDATE whose WHERE
-carries the state machine's source states, and each changed order gets its event (the same types
-as `service.EVENT_TYPES`) in the same transaction. The differences are that the actor is the
-system (`actor_id` is None, `actor` is "system") and that each call changes a whole batch with
-one set-based statement. They run on a session that names no tenant, so every statement opts out
-of tenant scoping with `ALL_TENANTS` on purpose, and each event names its order's own tenant.
+carries the state machine's source states, and each changed order gets its event (built by
+`events`, like every other change's) in the same transaction. The differences are that the actor
+is the system (`actor_id` is None, `actor` is "system") and that each call changes a whole batch
+with one set-based statement. They run on a session that names no tenant, so every statement
+opts out of tenant scoping with `ALL_TENANTS` on purpose, and each event names its order's own
+tenant.
 
 Races are decided by the database, never by a read-then-write here. The batch is picked with
 `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite ignores it; its write lock serialises anyway), so
@@ -32,21 +34,15 @@ from sqlalchemy import (
     Table,
     TableClause,
     exists,
-    func,
     literal_column,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
-from quire.db import utcnow
-from quire.events import outbox
-from quire.events.models import Event
+from quire.orders import events
 from quire.orders.models import Bid, BidStatus, Order, Submission
-from quire.orders.service import EVENT_TYPES
-from quire.orders.snapshot import snapshot
 from quire.orders.state import TRANSITIONS, Action, OrderStatus
-from quire.people.models import Tenant
 from quire.tenancy import ALL_TENANTS
 
 DEFAULT_BATCH = 1000
@@ -185,105 +181,12 @@ def _previous_specialist(session: Session, due: CTE) -> ColumnElement[Any]:
 
 def _emit(session: Session, row: Row[Any], action: Action, **extra: Any) -> None:
     """The order's event, in its own tenant, with the system as the actor."""
-    outbox.append(
+    events.append(
         session.connection(),
-        row.tenant_id,
-        EVENT_TYPES[action],
-        aggregate_type="order",
-        aggregate_id=row.id,
-        payload={
-            "order": snapshot(row),
-            "actor_id": None,
-            "actor": SYSTEM_ACTOR,
-            "reason": DEADLINE_PASSED,
-            **extra,
-        },
-    )
-
-
-# --- statistics ----------------------------------------------------------------------------
-
-
-def marketplace_statistics(session: Session, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """How the marketplace stands, for the hourly log line and the maintenance artifact.
-
-    JSON-ready: orders per status overall and per tenant (by slug; every status present, zeros
-    included, so tables line up), and the outbox backlog: how many events wait for the relay and
-    how old the oldest is. A growing backlog is the first sign the relay (or Prefect) is down.
-    """
-    now = now or utcnow()
-    by_tenant: dict[str, dict[str, int]] = {}
-    overall = _zero_counts()
-    for slug, status, count in session.execute(
-        select(Tenant.slug, Order.status, func.count())
-        .join(Tenant, Tenant.id == Order.tenant_id)
-        .group_by(Tenant.slug, Order.status)
-        .order_by(Tenant.slug)
-        .execution_options(**ALL_TENANTS)
-    ):
-        by_tenant.setdefault(slug, _zero_counts())[status] = count
-        overall[status] = overall.get(status, 0) + count
-    return {
-        "generated_at": now.isoformat(timespec="seconds"),
-        "orders": overall,
-        "orders_by_tenant": by_tenant,
-        "outbox": _outbox_backlog(session, now),
-    }
-
-
-def _zero_counts() -> dict[str, int]:
-    return {status.value: 0 for status in OrderStatus}
-
-
-def _outbox_backlog(session: Session, now: dt.datetime) -> dict[str, Any]:
-    """Both queries read only the `ix_events_unrelayed` partial index's rows."""
-    unrelayed = Event.relayed_at.is_(None)
-    waiting = session.scalar(
-        select(func.count()).select_from(Event).where(unrelayed).execution_options(**ALL_TENANTS)
-    )
-    oldest = session.scalar(
-        select(Event.created_at)
-        .where(unrelayed)
-        .order_by(Event.id)
-        .limit(1)
-        .execution_options(**ALL_TENANTS)
-    )
-    age = None if oldest is None else max(0.0, round((now - oldest).total_seconds(), 3))
-    return {"unrelayed": waiting or 0, "oldest_unrelayed_age_seconds": age}
-
-
-def statistics_line(stats: Mapping[str, Any]) -> str:
-    """One log line: non-zero order counts overall, then the outbox backlog."""
-    counts = " ".join(f"{status}={n}" for status, n in stats["orders"].items() if n) or "none"
-    outbox_ = stats["outbox"]
-    age = outbox_["oldest_unrelayed_age_seconds"]
-    oldest = "" if age is None else f" (oldest {age:.0f}s)"
-    return f"orders: {counts}; outbox: {outbox_['unrelayed']} unrelayed{oldest}"
-
-
-def statistics_markdown(stats: Mapping[str, Any]) -> str:
-    """A markdown table per tenant and status (for a Prefect markdown artifact)."""
-    statuses = [status for status, n in stats["orders"].items() if n] or ["open"]
-    header = "| tenant | " + " | ".join(statuses) + " |"
-    rule = "|---" * (len(statuses) + 1) + "|"
-    rows = [
-        f"| {slug} | " + " | ".join(str(counts.get(s, 0)) for s in statuses) + " |"
-        for slug, counts in stats["orders_by_tenant"].items()
-    ]
-    total = "| **all** | " + " | ".join(str(stats["orders"][s]) for s in statuses) + " |"
-    backlog = stats["outbox"]
-    age = backlog["oldest_unrelayed_age_seconds"]
-    return "\n".join(
-        [
-            f"## Marketplace at {stats['generated_at']}",
-            "",
-            header,
-            rule,
-            *rows,
-            total,
-            "",
-            f"Outbox: **{backlog['unrelayed']}** events waiting for the relay"
-            + ("" if age is None else f", the oldest for {age:.0f} s"),
-            "",
-        ]
+        events.EVENT_TYPES[action],
+        row,
+        None,
+        actor=SYSTEM_ACTOR,
+        reason=DEADLINE_PASSED,
+        **extra,
     )

@@ -13,64 +13,18 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from quire.db import utcnow
 from quire.errors import Conflict, DomainError, Forbidden, NotFound
-from quire.events import outbox
-from quire.orders import claims
+from quire.orders import events
 from quire.orders.models import Bid, BidStatus, Order, OrderMode, Submission
+from quire.orders.policy import STAFF, known_to, visible_to
 from quire.orders.schemas import BidDraft, OrderDraft, SubmissionDraft
-from quire.orders.snapshot import snapshot
 from quire.orders.state import TRANSITIONS, Action, IllegalTransition, OrderStatus
 from quire.people.actor import Actor
 from quire.people.models import Role
-
-STAFF = (Role.ADMIN, Role.MANAGER)
-
-
-def visible_to(actor: Actor) -> ColumnElement[bool]:
-    """Staff see every order of their tenant; a specialist sees open orders and their own."""
-    if actor.is_staff:
-        return Order.id.is_not(None)
-    return or_(Order.status == OrderStatus.OPEN, Order.specialist_id == actor.user_id)
-
-
-EVENT_TYPES: dict[Action, str] = {
-    Action.PUBLISH: "order.published",
-    Action.CLAIM: "order.claimed",
-    Action.AWARD: "order.awarded",
-    Action.RELEASE: "order.released",
-    Action.SUBMIT: "order.submitted",
-    Action.START_REVIEW: "order.review_started",
-    Action.ACCEPT: "order.accepted",
-    Action.REQUEST_REWORK: "order.rework_requested",
-    Action.CANCEL: "order.cancelled",
-    Action.EXPIRE: "order.expired",
-}
-
-
-def _emit(session: Session, actor: Actor, order: Order, action: Action, **extra: Any) -> None:
-    outbox.record(
-        session,
-        EVENT_TYPES[action],
-        aggregate_type="order",
-        aggregate_id=order.id,
-        payload={
-            "order": snapshot(order),
-            "actor_id": None if actor.is_system else actor.user_id,
-            **extra,
-        },
-    )
-
-
-def known_to(actor: Actor) -> ColumnElement[bool]:
-    """What an actor may be told about when an action fails: a specialist who lost a claim race
-    learns the order was taken (409), but drafts stay invisible (404)."""
-    if actor.is_staff:
-        return Order.id.is_not(None)
-    return or_(Order.published_at.is_not(None), Order.specialist_id == actor.user_id)
 
 
 def get_order(
@@ -108,7 +62,7 @@ def _transition(
     order = session.execute(stmt).scalar_one_or_none()
     if order is not None:
         if emit:
-            _emit(session, actor, order, action, **(event or {}))
+            events.record(session, events.EVENT_TYPES[action], order, actor, **(event or {}))
         return order
     current = get_order(session, actor, order_id, why_failed=True)
     if current.status not in allowed_from:
@@ -136,13 +90,7 @@ def create_order(session: Session, actor: Actor, draft: OrderDraft) -> Order:
     )
     session.add(order)
     session.flush()
-    outbox.record(
-        session,
-        "order.created",
-        aggregate_type="order",
-        aggregate_id=order.id,
-        payload={"order": snapshot(order), "actor_id": actor.user_id},
-    )
+    events.record(session, events.ORDER_CREATED, order, actor)
     if draft.publish:
         return publish(session, actor, order.id)
     return order
@@ -157,17 +105,6 @@ def cancel(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
     actor.require(*STAFF)
     order = _transition(session, actor, order_id, Action.CANCEL)
     _close_open_bids(session, order_id, except_bid=None)
-    return order
-
-
-def claim(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
-    """First come, first served: exactly one specialist's UPDATE finds the order still open.
-
-    The rule lives in `claims` (Core, used as-is by the API); this returns the ORM object.
-    """
-    row = claims.claim(session.connection(), actor, order_id)
-    order = session.get(Order, row.id, populate_existing=True)
-    assert order is not None
     return order
 
 
@@ -221,11 +158,11 @@ def submit(
     )
     session.add(submission)
     session.flush()
-    _emit(
+    events.record(
         session,
-        actor,
+        events.EVENT_TYPES[Action.SUBMIT],
         order,
-        Action.SUBMIT,
+        actor,
         submission={"id": submission.id, "number": number, "content_hash": submission.content_hash},
     )
     return submission
@@ -299,18 +236,14 @@ def place_bid(session: Session, actor: Actor, order_id: uuid.UUID, draft: BidDra
     )
     session.add(bid)
     session.flush()
-    outbox.record(
+    events.record_bid(
         session,
-        "bid.placed",
-        aggregate_type="order",
-        aggregate_id=order_id,
-        payload={
-            "order_id": order_id,
-            "bid_id": bid.id,
-            "specialist_id": actor.user_id,
-            "amount_minor": bid.amount_minor,
-            "currency": order.currency,
-        },
+        events.BID_PLACED,
+        order_id,
+        bid_id=bid.id,
+        specialist_id=actor.user_id,
+        amount_minor=bid.amount_minor,
+        currency=order.currency,
     )
     return bid
 
@@ -360,12 +293,8 @@ def withdraw_bid(session: Session, actor: Actor, order_id: uuid.UUID, bid_id: uu
         raise Conflict(
             f"the bid is {bid.status}, only active bids can be withdrawn", code="bid_not_active"
         )
-    outbox.record(
-        session,
-        "bid.withdrawn",
-        aggregate_type="order",
-        aggregate_id=order_id,
-        payload={"order_id": order_id, "bid_id": bid_id, "specialist_id": actor.user_id},
+    events.record_bid(
+        session, events.BID_WITHDRAWN, order_id, bid_id=bid_id, specialist_id=actor.user_id
     )
     return changed
 

@@ -23,7 +23,7 @@ from quire.orders.models import Order, Submission
 from quire.orders.service import get_order
 from quire.orders.state import OrderStatus
 from quire.people.actor import Actor
-from quire.people.models import Role
+from quire.qa import policy
 from quire.qa.models import QAReview, QARun, RunStatus
 from quire.tenancy import ALL_TENANTS, tenant_of
 
@@ -115,7 +115,7 @@ class ReviewTicket:
 
 def open_review(session: Session, actor: Actor, order_id: uuid.UUID) -> ReviewTicket:
     """May `actor` decide the review this order is waiting for? Returns where the decision goes."""
-    actor.require(Role.REVIEWER)
+    actor.require(*policy.REVIEWER_ROLES)  # before anything about the order is revealed
     order: Order = get_order(session, actor, order_id)
     run = session.scalar(
         select(QARun)
@@ -132,21 +132,18 @@ def open_review(session: Session, actor: Actor, order_id: uuid.UUID) -> ReviewTi
     author = session.scalar(
         select(Submission.specialist_id).where(Submission.id == run.submission_id)
     )
-    if author == actor.user_id:
-        raise Forbidden(
-            "you submitted this work: another reviewer must review it", code="own_submission"
-        )
-    earlier = session.scalar(
-        select(QAReview.stage).where(
-            QAReview.submission_id == run.submission_id, QAReview.reviewer_id == actor.user_id
-        )
-    )
-    if earlier is not None:
-        raise Forbidden(
-            f"you decided review stage {earlier} of this work: another reviewer decides the next",
-            code="already_reviewed",
-        )
+    assert author is not None
     assert run.awaiting_stage is not None
+    refused = policy.review_refusal(
+        session,
+        submission_id=run.submission_id,
+        author_id=author,
+        stage=run.awaiting_stage,
+        reviewer_id=actor.user_id,
+        reviewer_roles=actor.roles,
+    )
+    if refused is not None:
+        raise Forbidden(refused.reason, code=refused.code)
     return ReviewTicket(order_id, run.submission_id, run.flow_run_id, run.awaiting_stage)
 
 

@@ -21,11 +21,11 @@ from quire.orders import service as orders
 from quire.orders.models import Order, Submission
 from quire.orders.state import IllegalTransition, OrderStatus
 from quire.people.actor import Actor
-from quire.people.models import Role, User
-from quire.qa import runs
+from quire.people.models import User
+from quire.qa import policy, runs
 from quire.qa.config import QAConfig
 from quire.qa.fines import LateFine
-from quire.qa.models import QAReview, RunStatus
+from quire.qa.models import RunStatus
 from quire.qa.results import CheckResult
 from quire.qa.runs import ReviewDecisionData
 
@@ -135,27 +135,23 @@ def kept_results(session: Session, subject: Subject) -> list[CheckResult] | None
 def refusal(
     session: Session, subject: Subject, stage: int, decision: ReviewDecisionData
 ) -> str | None:
-    """Why this decision cannot count (None when it can): the API checks the same, but a
-    decision may also come from the Prefect UI form, which knows nothing of Quire's users."""
+    """Why this decision cannot count (None when it can). The API applied the same policy before
+    resuming the run, but a decision may also come from the Prefect UI form, which knows nothing
+    of Quire's users (no reviewer id: the person signed in to Prefect decides)."""
     if decision.stage is not None and decision.stage != stage:
         return f"the decision is for stage {decision.stage}, but stage {stage} is waiting"
     if decision.reviewer_id is None:
         return None
-    if decision.reviewer_id == subject.specialist_id:
-        return "the submitting specialist cannot review their own work"
     reviewer = session.get(User, decision.reviewer_id)
-    if reviewer is None or Role.REVIEWER not in reviewer.roles:
-        return f"user {decision.reviewer_id} is not a reviewer of this tenant"
-    earlier = session.scalar(
-        select(QAReview.stage).where(
-            QAReview.submission_id == subject.submission_id,
-            QAReview.reviewer_id == decision.reviewer_id,
-            QAReview.stage != stage,
-        )
+    refused = policy.review_refusal(
+        session,
+        submission_id=subject.submission_id,
+        author_id=subject.specialist_id,
+        stage=stage,
+        reviewer_id=decision.reviewer_id,
+        reviewer_roles=reviewer.roles if reviewer is not None else (),
     )
-    if earlier is not None:
-        return f"this reviewer already decided stage {earlier}; each stage needs another reviewer"
-    return None
+    return None if refused is None else refused.reason
 
 
 def reviewer_label(session: Session, decision: ReviewDecisionData) -> str:

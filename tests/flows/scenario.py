@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from quire.db import Database, utcnow
 from quire.events.models import Event
+from quire.orders import claims
 from quire.orders import service as orders
 from quire.orders.models import Order
 from quire.orders.schemas import OrderDraft, SubmissionDraft
@@ -56,7 +57,7 @@ def submitted_work(
     with database.session(world.tenant_id, write=True) as s:
         order_id = orders.create_order(s, world.manager.actor, draft).id
     with database.session(world.tenant_id, write=True) as s:
-        orders.claim(s, specialist.actor, order_id)
+        claims.claim(s.connection(), specialist.actor, order_id)
     return resubmit(database, world, order_id, content=content, specialist=specialist)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from flows.maintenance import marketplace_maintenance
 from quire.db import utcnow
 from quire.events.models import Event
-from quire.orders import service as orders
+from quire.orders import claims
 from quire.orders.state import OrderStatus
 from quire.qa import workflow
 from quire.qa.config import QAConfig
@@ -26,7 +26,7 @@ def test_an_overdue_claim_is_released_then_expired_and_old_relayed_events_pruned
 ):
     overdue = new_order(flow_env, world)
     with flow_env.session(world.tenant_id, write=True) as s:
-        orders.claim(s, world.specialist.actor, overdue)
+        claims.claim(s.connection(), world.specialist.actor, overdue)
     make_late(flow_env, world, overdue, days=1)
     delivered = submitted_work(flow_env, world)  # submitted: maintenance leaves it alone
     make_late(flow_env, world, delivered.order_id, days=1)

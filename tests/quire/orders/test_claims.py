@@ -12,8 +12,8 @@ from quire.db import Database
 from quire.events.models import Event
 from quire.events.outbox import _jsonable
 from quire.orders import claims
+from quire.orders.events import snapshot
 from quire.orders.models import Order
-from quire.orders.snapshot import snapshot
 from quire.orders.state import IllegalTransition, OrderStatus
 from tests.quire.orders.test_service import new_order
 from tests.support.world import World, build_world

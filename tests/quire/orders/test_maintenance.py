@@ -13,8 +13,7 @@ from sqlalchemy import select, update
 
 from quire.db import Database, utcnow
 from quire.events.models import Event
-from quire.events.relay import mark_relayed
-from quire.orders import maintenance
+from quire.orders import claims, maintenance
 from quire.orders import service as orders
 from quire.orders.models import Bid, Order
 from quire.orders.schemas import BidDraft, OrderDraft, SubmissionDraft
@@ -51,7 +50,7 @@ def new_order(database: Database, world: World, **overrides: Any) -> uuid.UUID:
 def claimed_order(database: Database, world: World, **overrides: Any) -> uuid.UUID:
     order_id = new_order(database, world, **overrides)
     with database.session(world.tenant_id, write=True) as s:
-        orders.claim(s, world.specialist.actor, order_id)
+        claims.claim(s.connection(), world.specialist.actor, order_id)
     return order_id
 
 
@@ -299,53 +298,6 @@ def test_active_bids_on_an_expired_order_lose(database, acme):
 def test_a_limit_below_one_is_refused(database):
     with pytest.raises(ValueError, match="limit"):
         release(database, limit=0)
-
-
-# --- statistics ----------------------------------------------------------------------------
-
-
-def test_statistics_count_orders_per_status_per_tenant_and_the_outbox_backlog(
-    database, acme, globex
-):
-    held = claimed_order(database, acme)
-    new_order(database, acme)
-    new_order(database, globex, publish=False)
-    with database.session(None, write=True) as s:
-        everything = s.scalars(select(Event.id).execution_options(all_tenants=True)).all()
-        held_events = s.scalars(
-            select(Event.id).where(Event.aggregate_id == held).execution_options(all_tenants=True)
-        ).all()
-        mark_relayed(s, set(everything) - set(held_events), utcnow())
-
-    with database.session(None) as s:
-        stats = maintenance.marketplace_statistics(s, now=utcnow() + dt.timedelta(minutes=5))
-
-    assert stats["orders"]["open"] == 1
-    assert stats["orders"]["claimed"] == 1
-    assert stats["orders"]["draft"] == 1
-    assert stats["orders"]["expired"] == 0
-    assert stats["orders_by_tenant"]["acme"] == {
-        **dict.fromkeys(stats["orders"], 0),
-        "open": 1,
-        "claimed": 1,
-    }
-    assert stats["orders_by_tenant"]["globex"]["draft"] == 1
-    assert stats["outbox"]["unrelayed"] == len(held_events) == 3  # created, published, claimed
-    assert 300 <= stats["outbox"]["oldest_unrelayed_age_seconds"] < 360
-    line = maintenance.statistics_line(stats)
-    assert line.startswith("orders: draft=1 open=1 claimed=1; outbox: 3 unrelayed (oldest ")
-    report = maintenance.statistics_markdown(stats)
-    assert "| acme | 0 | 1 | 1 |" in report
-    assert "| **all** | 1 | 1 | 1 |" in report
-
-
-def test_statistics_of_an_empty_marketplace(database):
-    with database.session(None) as s:
-        stats = maintenance.marketplace_statistics(s)
-    assert set(stats["orders"].values()) == {0}
-    assert stats["orders_by_tenant"] == {}
-    assert stats["outbox"] == {"unrelayed": 0, "oldest_unrelayed_age_seconds": None}
-    assert maintenance.statistics_line(stats) == "orders: none; outbox: 0 unrelayed"
 
 
 # --- races (PostgreSQL: real row locks between real connections) ----------------------------

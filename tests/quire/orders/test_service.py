@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from quire.db import Database, utcnow
 from quire.errors import Conflict, Forbidden, NotFound
 from quire.events.models import Event
+from quire.orders import claims
 from quire.orders import service as orders
 from quire.orders.models import Order
 from quire.orders.schemas import BidDraft, OrderDraft, SubmissionDraft
@@ -59,7 +60,7 @@ def load(database: Database, world: World, order_id: uuid.UUID) -> Order:
 def test_each_change_writes_its_event_in_the_same_transaction(database, acme):
     order_id = new_order(database, acme)
     with database.session(acme.tenant_id, write=True) as s:
-        orders.claim(s, acme.specialist.actor, order_id)
+        claims.claim(s.connection(), acme.specialist.actor, order_id)
         orders.submit(s, acme.specialist.actor, order_id, SubmissionDraft(content="done"))
     assert events_of(database, acme, order_id) == [
         "order.created",
@@ -74,7 +75,7 @@ def test_a_failed_unit_of_work_leaves_neither_change_nor_event(database, acme):
 
     def claim_then_crash() -> None:
         with database.session(acme.tenant_id, write=True) as s:
-            orders.claim(s, acme.specialist.actor, order_id)
+            claims.claim(s.connection(), acme.specialist.actor, order_id)
             raise RuntimeError("crash after the claim, before commit")
 
     with pytest.raises(RuntimeError):
@@ -90,7 +91,7 @@ def test_an_illegal_transition_changes_nothing(database, acme):
         orders.release(s, acme.manager.actor, order_id)
     with pytest.raises(NotFound), database.session(acme.tenant_id, write=True) as s:
         # a draft is invisible to specialists, so they cannot learn it exists
-        orders.claim(s, acme.specialist.actor, order_id)
+        claims.claim(s.connection(), acme.specialist.actor, order_id)
     after = load(database, acme, order_id)
     assert (after.status, after.version) == (before.status, before.version)
     assert events_of(database, acme, order_id) == ["order.created"]
@@ -99,19 +100,19 @@ def test_an_illegal_transition_changes_nothing(database, acme):
 def test_the_loser_of_a_claim_learns_it_was_taken(database, acme):
     order_id = new_order(database, acme)
     with database.session(acme.tenant_id, write=True) as s:
-        orders.claim(s, acme.specialist.actor, order_id)
+        claims.claim(s.connection(), acme.specialist.actor, order_id)
     with (
         pytest.raises(IllegalTransition) as lost,
         database.session(acme.tenant_id, write=True) as s,
     ):
-        orders.claim(s, acme.specialist1.actor, order_id)
+        claims.claim(s.connection(), acme.specialist1.actor, order_id)
     assert lost.value.status == OrderStatus.CLAIMED
 
 
 def test_only_the_holder_submits_and_submissions_are_numbered(database, acme):
     order_id = new_order(database, acme, qa={"review_stages": 1})
     with database.session(acme.tenant_id, write=True) as s:
-        orders.claim(s, acme.specialist.actor, order_id)
+        claims.claim(s.connection(), acme.specialist.actor, order_id)
     with pytest.raises(Forbidden), database.session(acme.tenant_id, write=True) as s:
         orders.submit(s, acme.specialist1.actor, order_id, SubmissionDraft(content="mine?"))
     with database.session(acme.tenant_id, write=True) as s:
@@ -131,26 +132,26 @@ def test_claiming_after_the_deadline_is_refused(database, acme):
             .values(deadline=utcnow() - dt.timedelta(minutes=1))
         )
     with pytest.raises(Conflict) as refused, database.session(acme.tenant_id, write=True) as s:
-        orders.claim(s, acme.specialist.actor, order_id)
+        claims.claim(s.connection(), acme.specialist.actor, order_id)
     assert refused.value.code == "deadline_passed"
 
 
 def test_release_reopens_the_order_for_everyone(database, acme):
     order_id = new_order(database, acme)
     with database.session(acme.tenant_id, write=True) as s:
-        orders.claim(s, acme.specialist.actor, order_id)
+        claims.claim(s.connection(), acme.specialist.actor, order_id)
     with pytest.raises(Forbidden), database.session(acme.tenant_id, write=True) as s:
         orders.release(s, acme.specialist1.actor, order_id)
     with database.session(acme.tenant_id, write=True) as s:
         released = orders.release(s, acme.specialist.actor, order_id)
         assert (released.status, released.specialist_id) == (OrderStatus.OPEN, None)
-        orders.claim(s, acme.specialist1.actor, order_id)
+        claims.claim(s.connection(), acme.specialist1.actor, order_id)
 
 
 def test_bidding_awards_one_bid_at_its_price_and_the_rest_lose(database, acme):
     order_id = new_order(database, acme, mode="bidding")
     with database.session(acme.tenant_id, write=True) as s, pytest.raises(Conflict):
-        orders.claim(s, acme.specialist.actor, order_id)
+        claims.claim(s.connection(), acme.specialist.actor, order_id)
     with database.session(acme.tenant_id, write=True) as s:
         low = orders.place_bid(s, acme.specialist.actor, order_id, BidDraft(amount_minor=9_000))
         high = orders.place_bid(s, acme.specialist1.actor, order_id, BidDraft(amount_minor=11_000))
@@ -211,7 +212,7 @@ def test_exactly_one_of_32_concurrent_claimants_wins(pg_url):
             barrier.wait()
             try:
                 with database.session(world.tenant_id, write=True) as s:
-                    orders.claim(s, person.actor, order_id)
+                    claims.claim(s.connection(), person.actor, order_id)
                 with lock:
                     wins[order_id] += 1
             except Conflict as lost:
