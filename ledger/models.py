@@ -142,8 +142,14 @@ class Invoice(TenantScoped, Base):
 
 
 class CommitCheck(Base):
-    """PostgreSQL only: one row per transaction that posted, firing the deferred balance check."""
+    """PostgreSQL only: the append-only journal of the commit-time balance check (migration
+    0005). A row with `passed` false arms a deferred check of its transaction (inserting it
+    queues the check, whoever inserts it); the check writes one with `passed` true when the
+    transaction balanced, after which the transaction's next ledger write arms a new check. Rows
+    carry their own transaction's id; UPDATE, DELETE and TRUNCATE are refused."""
 
     __tablename__ = "ledger_commit_checks"
 
-    txid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    txid: Mapped[int] = mapped_column(BigInteger, index=True)
+    passed: Mapped[bool]
