@@ -71,15 +71,3 @@ class IllegalTransition(Conflict):
         )
         self.action = action
         self.status = OrderStatus(status)
-
-
-def sources(action: Action) -> frozenset[OrderStatus]:
-    return TRANSITIONS[action][0]
-
-
-def target(action: Action, current: OrderStatus) -> OrderStatus:
-    """The status `action` leads to from `current`, or IllegalTransition."""
-    allowed_from, to = TRANSITIONS[action]
-    if current not in allowed_from:
-        raise IllegalTransition(action, current)
-    return to

@@ -83,14 +83,3 @@ def assess_late_fine(
     percent = min(policy.percent_per_day * days, policy.cap_percent)
     amount = (Decimal(fee_minor) * percent / HUNDRED).quantize(Decimal(1), ROUND_HALF_EVEN)
     return LateFine(amount_minor=int(amount), currency=currency, days_late=days, percent=percent)
-
-
-def late_fine(
-    fee_minor: int,
-    currency: str,
-    submitted_at: dt.datetime,
-    deadline: dt.datetime,
-    policy: LateFinePolicy,
-) -> int:
-    """The fine in minor units of `currency` (0 when on time or within grace)."""
-    return assess_late_fine(fee_minor, currency, submitted_at, deadline, policy).amount_minor

@@ -111,8 +111,3 @@ class Verdict(BaseModel):
         return f"{len(self.failed)} of {len(self.ran)} automated checks failed: " + ", ".join(
             self.failed
         )
-
-
-def all_passed(results: Iterable[CheckResult]) -> bool:
-    """True when no automated check failed (skipped ones do not count against the work)."""
-    return Verdict.of(results).passed

@@ -12,7 +12,7 @@ from quire.money import format_minor
 from quire.qa.config import Check
 from quire.qa.fines import LateFine
 from quire.qa.report import ReviewEntry, escape, render_report
-from quire.qa.results import CheckResult, Verdict, all_passed, blocking_failures, capped
+from quire.qa.results import CheckResult, Verdict, blocking_failures, capped
 
 ORDER_ID = uuid.UUID("0b8f6f5e-3c1d-4e59-9d0c-1d2b3c4d5e6f")
 HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -51,8 +51,7 @@ def test_the_verdict_passes_only_when_no_check_failed():
     assert verdict.failed == (Check.TERMS,)
     assert verdict.skipped == (Check.EXTERNAL,)
     assert verdict.summary == "1 of 2 automated checks failed: terms"
-    assert not all_passed(results)
-    assert all_passed(results[:2])
+    assert Verdict.of(results[:2]).passed
     assert Verdict.of(results[:2]).summary == "all 1 automated checks passed (1 skipped: external)"
 
 
