@@ -33,7 +33,7 @@ from quire.orders.state import OrderStatus
 from quire.qa.config import Check
 from quire.qa.results import CheckResult, blocking_failures
 from quire.qa.runs import ReviewChoice, ReviewDecisionData
-from quire.qa.workflow import Subject
+from quire.qa.service import Subject
 from quire.settings import get_settings
 from tasks import qa
 

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from quire.db import utcnow
 from quire.events import retention
 from quire.orders import maintenance, report, statistics
-from quire.qa import runs, workflow
+from quire.qa import runs
+from quire.qa import service as qa
 from quire.settings import get_settings
 from tasks.database import flow_database
 
@@ -65,9 +66,9 @@ def hand_back_unanswered_reviews() -> int:
     handed_back = 0
     for tenant_id, submission_id in waiting:
         with database.session(tenant_id, write=True) as session:
-            subject = workflow.load_subject(session, submission_id)
+            subject = qa.load_subject(session, submission_id)
             reason = f"no review decision within {hours:g} hours"
-            handed_back += workflow.give_back_after_failure(session, subject, reason)
+            handed_back += qa.give_back_after_failure(session, subject, reason)
     return handed_back
 
 

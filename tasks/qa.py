@@ -21,13 +21,14 @@ from prefect.context import TaskRunContext
 from prefect.states import State
 
 from quire.orders.state import OrderStatus
-from quire.qa import checks, grammar, report, runs, similarity, workflow
+from quire.qa import checks, grammar, report, runs, similarity
+from quire.qa import service as qa
 from quire.qa.config import Check
 from quire.qa.errors import ServiceUnavailable
 from quire.qa.fines import LateFine, assess_late_fine
 from quire.qa.results import CheckResult
 from quire.qa.runs import ReviewDecisionData
-from quire.qa.workflow import Acceptance, Subject
+from quire.qa.service import Acceptance, Subject
 from quire.settings import get_settings
 from tasks.database import flow_database
 
@@ -81,9 +82,9 @@ def take_into_review(
     resumed after waiting for a reviewer), so the verdict is not re-judged on fresh checks.
     """
     with flow_database().session(tenant_id, write=True) as session:
-        subject = workflow.load_subject(session, submission_id)
-        status = workflow.begin(session, subject, flow_run_id)
-        return subject, status, workflow.kept_results(session, subject)
+        subject = qa.load_subject(session, submission_id)
+        status = qa.begin(session, subject, flow_run_id)
+        return subject, status, qa.kept_results(session, subject)
 
 
 @task(
@@ -198,13 +199,13 @@ def publish_report(
 @task(name="Wait for a reviewer")
 def mark_awaiting_review(subject: Subject, stage: int, results: list[CheckResult]) -> None:
     with flow_database().session(subject.tenant_id, write=True) as session:
-        workflow.await_review(session, subject, stage, results)
+        qa.await_review(session, subject, stage, results)
 
 
 @task(name="Check the reviewer's decision")
 def vet_decision(subject: Subject, stage: int, decision: ReviewDecisionData) -> str | None:
     with flow_database().session(subject.tenant_id) as session:
-        return workflow.refusal(session, subject, stage, decision)
+        return qa.refusal(session, subject, stage, decision)
 
 
 @task(name="Record the review")
@@ -216,14 +217,14 @@ def record_review(subject: Subject, stage: int, decision: ReviewDecisionData) ->
             order_id=subject.order_id,
             stage=stage,
             decision=decision,
-            reviewer_label=workflow.reviewer_label(session, decision),
+            reviewer_label=qa.reviewer_label(session, decision),
         )
 
 
 @task(name="Send the work back for rework")
 def send_back(subject: Subject, reasons: str) -> None:
     with flow_database().session(subject.tenant_id, write=True) as session:
-        workflow.send_back(session, subject, reasons)
+        qa.send_back(session, subject, reasons)
 
 
 @task(name="Accept the work and post the earnings", retries=3, retry_delay_seconds=1)
@@ -231,11 +232,11 @@ def accept_and_pay(subject: Subject, fine: LateFine) -> Acceptance:
     """One transaction: accepted order, earnings and any late fine, all or nothing. A retry
     (or a re-run) finds the order accepted and the transfers posted under their keys."""
     with flow_database().session(subject.tenant_id, write=True) as session:
-        return workflow.accept(session, subject, fee_bps=get_settings().platform_fee_bps, fine=fine)
+        return qa.accept(session, subject, fee_bps=get_settings().platform_fee_bps, fine=fine)
 
 
 def give_back_after_failure(tenant_id: uuid.UUID, submission_id: uuid.UUID, reason: str) -> bool:
     """Called from the flow's failure hooks (not a task: the run has already ended)."""
     with flow_database().session(tenant_id, write=True) as session:
-        subject = workflow.load_subject(session, submission_id)
-        return workflow.give_back_after_failure(session, subject, reason)
+        subject = qa.load_subject(session, submission_id)
+        return qa.give_back_after_failure(session, subject, reason)

@@ -13,7 +13,7 @@ from quire.db import utcnow
 from quire.events.models import Event
 from quire.orders import claims
 from quire.orders.state import OrderStatus
-from quire.qa import workflow
+from quire.qa import service as qa
 from quire.qa.config import QAConfig
 from quire.qa.models import QARun
 from quire.tenancy import ALL_TENANTS
@@ -58,9 +58,9 @@ def test_work_whose_review_never_came_goes_back_to_its_specialist(prefect_api, f
     maintenance hands the order back so a resubmission can start a fresh run."""
     work = submitted_work(flow_env, world, qa=QAConfig(review_stages=1))
     with flow_env.session(world.tenant_id, write=True) as s:
-        subject = workflow.load_subject(s, work.submission_id)
-        workflow.begin(s, subject, flow_run_id=None)
-        workflow.await_review(s, subject, 1, [])
+        subject = qa.load_subject(s, work.submission_id)
+        qa.begin(s, subject, flow_run_id=None)
+        qa.await_review(s, subject, 1, [])
         s.execute(
             update(QARun)
             .where(QARun.submission_id == work.submission_id)
