@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,8 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from ledger.models import Account, Entry, Side, Transfer
-from quire.errors import NotFound
+from quire.errors import Invalid, NotFound
+from quire.inputs import BIGINT_MAX
 
 
 def normal_balance(account: Account, signed: int) -> int:
@@ -61,6 +63,68 @@ class Statement:
     next_cursor: int | None
 
 
+# A month, as statements (`period=`) and invoices (`InvoiceDraft.period`) name one.
+PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+# A statement window keeps a day clear of the calendar's ends, so that no arithmetic on its
+# bounds (the opening balance is read at `start - 1µs`, a timezone shift, the next month) can
+# overflow Python's datetime: 0001-01 and 9999-12 are refused, not a 500.
+EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+
+
+def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
+    if not PERIOD.match(period):
+        raise Invalid(f"period {period!r} is not YYYY-MM", code="invalid_period")
+    year, month = map(int, period.split("-"))
+    try:  # year 0 does not exist, nor does the month after 9999-12
+        start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+        end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+    except ValueError:
+        raise Invalid(f"period {period!r} is out of range", code="invalid_period") from None
+    return start, end
+
+
+def statement_window(
+    period: str | None, start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    """The [start, end) a statement covers, in UTC: a month (`period=YYYY-MM`), or `start` and
+    `end` (aware, start < end). Anything else, or a window outside EARLIEST..LATEST, is an
+    `invalid_period` (422) before any query runs."""
+    if period is not None:
+        if start is not None or end is not None:
+            raise Invalid("give period=YYYY-MM, or start and end, not both", code="invalid_period")
+        start, end = _month(period)
+    elif start is None or end is None:
+        raise Invalid("give period=YYYY-MM, or both start and end", code="invalid_period")
+    if start.utcoffset() is None or end.utcoffset() is None:
+        raise Invalid("start and end need timezones", code="invalid_period")
+    try:
+        start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    except OverflowError:
+        raise Invalid("start or end is out of range", code="invalid_period") from None
+    if not start < end:
+        raise Invalid("start must be before end", code="invalid_period")
+    if start < EARLIEST or end > LATEST:
+        raise Invalid(
+            f"a statement lies between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}",
+            code="invalid_period",
+        )
+    return start, end
+
+
+def entry_cursor(cursor: str | None) -> int | None:
+    """The entry id a statement's `next_cursor` names: a positive BIGINT, else `invalid_cursor`."""
+    if cursor is None:
+        return None
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19:
+        raise Invalid("cursor is not one this API issued", code="invalid_cursor")
+    entry_id = int(cursor)
+    if not 1 <= entry_id <= BIGINT_MAX:
+        raise Invalid("cursor is not one this API issued", code="invalid_cursor")
+    return entry_id
+
+
 def statement(
     session: Session,
     account_id: uuid.UUID,
@@ -78,7 +142,7 @@ def statement(
     opening = balance_as_of(session, account_id, start - dt.timedelta(microseconds=1))
     running = opening
     if after_entry is not None:
-        anchor = _position(session, after_entry)
+        anchor = _position(session, account_id, after_entry)
         already_shown = session.scalar(
             select(func.coalesce(func.sum(Entry.amount), 0)).where(
                 Entry.account_id == account_id,
@@ -119,10 +183,17 @@ def statement(
     )
 
 
-def _position(session: Session, entry_id: int) -> Any:
-    row = session.execute(select(Entry.effective_at, Entry.id).where(Entry.id == entry_id)).first()
+def _position(session: Session, account_id: uuid.UUID, entry_id: int) -> Any:
+    if not 1 <= entry_id <= BIGINT_MAX:
+        raise Invalid("cursor is not one this API issued", code="invalid_cursor")
+    row = session.execute(
+        select(Entry.effective_at, Entry.id).where(
+            Entry.id == entry_id, Entry.account_id == account_id
+        )
+    ).first()
     if row is None:
-        raise NotFound("cursor points at no entry", code="invalid_cursor")
+        # Not an entry of this account: a cursor from another statement, or made up.
+        raise Invalid("cursor points at no entry of this account", code="invalid_cursor")
     return tuple_(row.effective_at, row.id)
 
 

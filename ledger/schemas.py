@@ -11,18 +11,15 @@ can import this module without importing the web framework.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.balances import normal_balance
+from ledger.balances import PERIOD, normal_balance
 from ledger.models import Account
 from quire.inputs import Input
 from quire.money import AmountMinor, CurrencyCode
-
-PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 # ---------------------------------------------------------------------------------------------
 # Requests

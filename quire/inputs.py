@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 NUL = "\x00"
+# The largest value of a signed 64-bit column (PostgreSQL BIGINT, SQLite INTEGER): an integer
+# input meant for one (an id in a cursor) is refused above it instead of failing in the driver.
+BIGINT_MAX = 2**63 - 1
 INVALID_CHARACTER = "invalid_character"
 
 

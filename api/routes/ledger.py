@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query
 from api.deps import Work
 from api.errors import responses
 from ledger import access
+from ledger.balances import entry_cursor, statement_window
 from ledger.schemas import (
     PERIOD,
     AccountOut,
@@ -23,21 +24,11 @@ from ledger.schemas import (
     TransferIn,
     TransferOut,
 )
-from quire.errors import Invalid
 from quire.money import CurrencyCode
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
 READ_ERRORS = responses(401, 403, 404, 422)
 WRITE_ERRORS = responses(401, 403, 404, 409, 422)
-
-
-def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
-    if not PERIOD.match(period):
-        raise Invalid(f"period {period!r} is not YYYY-MM", code="invalid_period")
-    year, month = map(int, period.split("-"))
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
-    return start, end
 
 
 @router.get("/accounts", response_model=list[AccountOut], responses=READ_ERRORS)
@@ -61,17 +52,15 @@ async def get_statement(
     period: Annotated[str | None, Query(description="A month, YYYY-MM")] = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=32, description="The previous page's next_cursor.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> StatementOut:
     """Entries of a period with a running balance (`period=YYYY-MM`, or `start` and `end`)."""
-    if period is not None:
-        start, end = _month(period)
-    if start is None or end is None:
-        raise Invalid("give period=YYYY-MM, or both start and end", code="invalid_period")
-    if start.tzinfo is None or end.tzinfo is None or start >= end:
-        raise Invalid("start and end need timezones and start < end", code="invalid_period")
-    st = await work.read(access.read_statement, account_id, start, end, cursor, limit)
+    start, end = statement_window(period, start, end)
+    after_entry = entry_cursor(cursor)
+    st = await work.read(access.read_statement, account_id, start, end, after_entry, limit)
     return StatementOut(
         account=AccountOut.of(st.account),
         start=start,

@@ -12,13 +12,14 @@ from api import workflows
 from api.deps import Work
 from api.errors import responses
 from api.schemas import Out
+from quire.inputs import Input
 from quire.qa import runs
 from quire.qa.runs import ReviewChoice
 
 router = APIRouter(prefix="/orders", tags=["reviews"])
 
 
-class ReviewIn(BaseModel):
+class ReviewIn(Input):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     decision: ReviewChoice

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from api.deps import Work
 from api.errors import responses
 from api.schemas import ApiKeyCreated, ApiKeyOut, UserOut
 from quire.auth import service as auth
 from quire.db import utcnow
+from quire.inputs import Input
 from quire.people import service as people
 from quire.people.models import Role
 
@@ -36,8 +37,8 @@ async def get_user(user_id: uuid.UUID, work: Work) -> UserOut:
     return UserOut.model_validate(await work.read(people.get_user, user_id))
 
 
-class ApiKeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class ApiKeyIn(Input):
+    model_config = ConfigDict(str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
     roles: list[Role] = Field(min_length=1, description="A subset of your own roles.")

@@ -14,8 +14,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from quire.errors import Invalid
+from quire.money import MAX_AMOUNT_MINOR
 from quire.orders.models import Order
-from quire.orders.service import visible_to
+from quire.orders.policy import visible_to
 from quire.people.actor import Actor
 
 
@@ -45,13 +46,41 @@ def _encode(value: Any, order_id: Any) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str, sort: SortKey) -> tuple[Any, str]:
+class _BadCursor(Exception):
+    """Internal: any way a cursor can be wrong; `decode_cursor` turns it into one 422."""
+
+
+def _cursor_value(raw: Any, sort: SortKey) -> int | dt.datetime:
+    if sort is SortKey.FEE:
+        # An integer the column can hold: a cursor always carries a real fee, so anything
+        # outside 0..MAX_AMOUNT_MINOR (far inside BIGINT) was not issued by us.
+        if type(raw) is not int or not 0 <= raw <= MAX_AMOUNT_MINOR:
+            raise _BadCursor
+        return raw
+    if not isinstance(raw, str):
+        raise _BadCursor
+    value = dt.datetime.fromisoformat(raw)
+    if value.utcoffset() is None:
+        raise _BadCursor  # a naive time is ambiguous (and the column refuses it)
+    return value.astimezone(dt.UTC)  # OverflowError near year 1 or 9999
+
+
+def decode_cursor(cursor: str, sort: SortKey) -> tuple[int | dt.datetime, uuid.UUID]:
+    """The (sort value, order id) a `next_cursor` of `_encode` carries, checked for the column.
+
+    A cursor is opaque to clients but still client input: anything that is not base64 of a JSON
+    `[value, "<uuid>"]` with a value the sort column can hold is `invalid_cursor` (422), on every
+    database, before a query is built from it.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value, order_id = json.loads(base64.urlsafe_b64decode(padded))
-        value = int(value) if sort is SortKey.FEE else dt.datetime.fromisoformat(value)
-        return value, str(order_id)
-    except (ValueError, TypeError, json.JSONDecodeError):
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not isinstance(decoded, list) or len(decoded) != 2 or not isinstance(decoded[1], str):
+            raise _BadCursor
+        return _cursor_value(decoded[0], sort), uuid.UUID(decoded[1])
+    except (_BadCursor, ValueError, TypeError, OverflowError, RecursionError):
+        # ValueError covers bad base64 (binascii.Error), non-UTF-8, bad JSON, bad ISO times
+        # and bad UUIDs.
         raise Invalid("cursor is not one this API issued", code="invalid_cursor") from None
 
 
@@ -71,8 +100,7 @@ def list_orders(session: Session, actor: Actor, f: OrderFilter) -> tuple[list[Or
             or_(Order.specialist_id == actor.user_id, Order.created_by == actor.user_id)
         )
     if f.cursor:
-        value, last_id = _decode(f.cursor, f.sort)
-        last = uuid.UUID(last_id)
+        value, last = decode_cursor(f.cursor, f.sort)
         if f.descending:
             stmt = stmt.where(or_(column < value, and_(column == value, Order.id < last)))
         else:

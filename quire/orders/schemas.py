@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from quire.db import utcnow
+from quire.inputs import Input
 from quire.money import AmountMinor, CurrencyCode
 from quire.orders.models import OrderMode
 from quire.qa.config import QAConfig
@@ -14,8 +15,8 @@ from quire.qa.config import QAConfig
 MAX_CONTENT_CHARS = 500_000
 
 
-class OrderDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class OrderDraft(Input):
+    model_config = ConfigDict(str_strip_whitespace=True)
 
     title: str = Field(min_length=3, max_length=200)
     brief: str = Field(min_length=1, max_length=20_000)
@@ -39,16 +40,14 @@ class OrderDraft(BaseModel):
         return value.astimezone(dt.UTC)
 
 
-class BidDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class BidDraft(Input):
+    model_config = ConfigDict(str_strip_whitespace=True)
 
     amount_minor: AmountMinor
     note: str = Field(default="", max_length=5_000)
 
 
-class SubmissionDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SubmissionDraft(Input):
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
 
     @field_validator("content")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from quire.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
 from quire.db import utcnow
 from quire.errors import Conflict, NotFound
+from quire.inputs import Input
 from quire.money import CurrencyCode, validate_currency
 from quire.people.actor import Actor
 from quire.people.models import Role, SpecialistProfile, Tenant, User
@@ -20,23 +21,24 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class ProfileDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProfileDraft(Input):
     payout_currency: CurrencyCode
     skills: list[str] = Field(default_factory=list, max_length=50)
     rate_minor: int = Field(default=0, ge=0, le=10**9, strict=True)
     rate_currency: CurrencyCode | None = None
 
 
-class UserDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class UserDraft(Input):
+    """A person to add to a tenant. A specialist is paid, so they come with a payout profile."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
 
     email: str = Field(max_length=320)
     display_name: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
     roles: list[Role] = Field(min_length=1)
-    profile: ProfileDraft | None = None
+    # validate_default: the profile rule below must also run when the field is left out.
+    profile: ProfileDraft | None = Field(default=None, validate_default=True)
 
     @field_validator("email")
     @classmethod
@@ -49,6 +51,16 @@ class UserDraft(BaseModel):
     @classmethod
     def _unique_roles(cls, value: list[Role]) -> list[Role]:
         return sorted(set(value))
+
+    @field_validator("profile")
+    @classmethod
+    def _specialist_profile(
+        cls, value: ProfileDraft | None, info: ValidationInfo
+    ) -> ProfileDraft | None:
+        # `roles` is declared first, so it is in info.data once it validated (absent if it failed).
+        if value is None and Role.SPECIALIST in info.data.get("roles", ()):
+            raise ValueError("a specialist needs a profile (payout currency at least)")
+        return value
 
 
 def create_tenant(session: Session, slug: str, name: str) -> Tenant:
@@ -66,8 +78,6 @@ def add_user(session: Session, tenant_id: uuid.UUID, draft: UserDraft) -> User:
     """Create a user (and a specialist's profile). The session must be scoped to `tenant_id`."""
     if session.scalar(select(User.id).where(User.email == draft.email)) is not None:
         raise Conflict(f"a user with email {draft.email} exists", code="user_exists")
-    if Role.SPECIALIST in draft.roles and draft.profile is None:
-        raise ValueError("a specialist needs a profile (payout currency at least)")
     user = User(
         tenant_id=tenant_id,
         email=draft.email,

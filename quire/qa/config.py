@@ -6,7 +6,9 @@ from __future__ import annotations
 import enum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from quire.inputs import Input
 
 
 class Check(enum.StrEnum):
@@ -19,9 +21,7 @@ class Check(enum.StrEnum):
     EXTERNAL = "external"
 
 
-class QAConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class QAConfig(Input):
     checks: list[Check] = Field(default_factory=lambda: list(Check))
     review_stages: int = Field(default=1, ge=0, le=5)
     min_words: int | None = Field(default=None, ge=0, le=200_000)
