@@ -1,4 +1,5 @@
-"""Request ids, JSON logs, Prometheus metrics and the request body limit, as one ASGI middleware.
+"""Request ids, JSON logs, Prometheus metrics and request hygiene (the body limit, no NUL
+characters in the query, path or headers), as one ASGI middleware.
 
 Pure ASGI (not BaseHTTPMiddleware) so streaming responses (SSE) pass straight through and the hot
 path pays for one wrapper only.
@@ -13,6 +14,7 @@ import sys
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
@@ -20,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import request_id_var
+from api.errors import problem
+from quire.inputs import INVALID_CHARACTER, NUL
 
 log = logging.getLogger("quire.api.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -59,13 +63,38 @@ class Metrics:
         )
 
 
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
+def install_request_id_logging() -> None:
+    """Stamp every log record with the id of the request it was emitted for (None outside one).
+
+    A record factory, not a handler filter: it runs where the record is made, so the id is right
+    for every logger (ours, SQLAlchemy's, uvicorn's, a traceback) and every handler (pytest's
+    caplog included), even when a handler formats the record later on another thread.
+    Idempotent: each app instance calls it.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "stamps_request_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
         record.request_id = request_id_var.get()
+        return record
+
+    factory.stamps_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+class _RequestIdFilter(logging.Filter):
+    """For records made before the factory was installed: still one `request_id` field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
         return True
 
 
 def configure_logging(level: str = "INFO") -> None:
+    install_request_id_logging()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
@@ -96,6 +125,9 @@ class ObservabilityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket" and nul_location(scope) is not None:
+                await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
+                return
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -110,6 +142,13 @@ class ObservabilityMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, request_id, limit)
             self._observe(scope, 413, started)
+            request_id_var.reset(token)
+            return
+
+        where = nul_location(scope)
+        if where is not None:
+            await _nul_refused(where)(scope, receive, _with_id(send, request_id))
+            self._observe(scope, 422, started)
             request_id_var.reset(token)
             return
 
@@ -156,6 +195,53 @@ class ObservabilityMiddleware:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
+
+
+def nul_location(scope: Scope) -> list[str] | None:
+    """Where a NUL character hides in the request line or headers (["query", name], ["path"],
+    ["header", name]), or None.
+
+    No database stores a NUL in text (PostgreSQL refuses it outright), and no query parameter,
+    path segment or header of this API has a use for one, so it is refused here, once, before
+    any route, dependency or lookup sees it. Bodies are checked by `quire.inputs.Input`.
+    """
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query and ("%00" in query or NUL in query):
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if NUL in name or NUL in value:
+                return ["query", name.replace(NUL, "")]
+    if NUL in scope.get("path", ""):
+        return ["path"]
+    for name, value in scope.get("headers", ()):
+        if b"\x00" in value:
+            return ["header", name.decode("latin-1")]
+    return None
+
+
+def _nul_refused(loc: list[str]) -> Any:
+    field = ".".join(loc)
+    return problem(
+        422,
+        "validation_failed",
+        f"{field}: must not contain the NUL character (U+0000)",
+        errors=[
+            {
+                "loc": loc,
+                "msg": "must not contain the NUL character (U+0000)",
+                "type": INVALID_CHARACTER,
+            }
+        ],
+    )
+
+
+def _with_id(send: Send, request_id: str) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_id
 
 
 async def _too_large(send: Send, request_id: str, limit: int) -> None:
