@@ -45,6 +45,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
+    # Forwarded headers are believed only from the proxies QUIRE_FORWARDED_ALLOW_IPS names:
+    # uvicorn's own default trusts loopback, letting any local client choose its address.
+    proxies = settings.trusted_proxies
     uvicorn.run(
         "api.app:app_from_env",
         factory=True,
@@ -52,7 +55,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port or settings.api_port,
         workers=args.workers,
         log_config=None,
-        proxy_headers=True,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or [],
     )
     return 0
 

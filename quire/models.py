@@ -1,6 +1,6 @@
 """Every table of the kernel, imported in one place (the ledger's are in ledger.models)."""
 
-from quire.auth.models import ApiKey, RateLimitCounter, RefreshToken
+from quire.auth.models import ApiKey, LoginFailure, RateLimitLog, RefreshToken
 from quire.db import Base
 from quire.events.models import Event
 from quire.idempotency import IdempotencyRecord
@@ -14,12 +14,13 @@ __all__ = [
     "Bid",
     "Event",
     "IdempotencyRecord",
+    "LoginFailure",
     "Order",
     "QAReview",
     "QARun",
     "QASignature",
     "QASignatureBand",
-    "RateLimitCounter",
+    "RateLimitLog",
     "RefreshToken",
     "SpecialistProfile",
     "Submission",

@@ -45,12 +45,28 @@ class Settings(BaseSettings):
 
     login_max_failures: int = Field(default=5, validation_alias="QUIRE_LOGIN_MAX_FAILURES")
     lockout_seconds: int = Field(default=900, validation_alias="QUIRE_LOCKOUT_SECONDS")
-    # Fixed-window rate limits, counted in the database so every API process shares them.
-    rate_limit_window_seconds: int = Field(default=60, validation_alias="QUIRE_RATE_WINDOW")
-    login_limit_per_ip: int = Field(default=30, validation_alias="QUIRE_LOGIN_LIMIT_PER_IP")
-    login_limit_per_user: int = Field(default=10, validation_alias="QUIRE_LOGIN_LIMIT_PER_USER")
-    refresh_limit_per_ip: int = Field(default=120, validation_alias="QUIRE_REFRESH_LIMIT_PER_IP")
-    refresh_limit_per_user: int = Field(default=60, validation_alias="QUIRE_REFRESH_LIMIT_PER_USER")
+    # Sliding-window rate limits: at most N attempts in any window-long span (not per clock
+    # minute), counted in the database so every API process shares them (quire.auth.rate_limit).
+    rate_limit_window_seconds: int = Field(default=60, ge=1, validation_alias="QUIRE_RATE_WINDOW")
+    login_limit_per_ip: int = Field(default=30, ge=1, validation_alias="QUIRE_LOGIN_LIMIT_PER_IP")
+    login_limit_per_user: int = Field(
+        default=10, ge=1, validation_alias="QUIRE_LOGIN_LIMIT_PER_USER"
+    )
+    refresh_limit_per_ip: int = Field(
+        default=120, ge=1, validation_alias="QUIRE_REFRESH_LIMIT_PER_IP"
+    )
+    refresh_limit_per_user: int = Field(
+        default=60, ge=1, validation_alias="QUIRE_REFRESH_LIMIT_PER_USER"
+    )
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto `quire api` believes: comma-separated
+    # addresses or CIDR ranges (uvicorn's forwarded_allow_ips). Empty: trust no proxy, so the
+    # client address (and the per-IP limits) is always the connecting peer's.
+    forwarded_allow_ips: str = Field(default="", validation_alias="QUIRE_FORWARDED_ALLOW_IPS")
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """`forwarded_allow_ips` as a list (empty: forwarded headers are ignored)."""
+        return [part.strip() for part in self.forwarded_allow_ips.split(",") if part.strip()]
 
     max_body_bytes: int = Field(default=1_048_576, validation_alias="QUIRE_MAX_BODY_BYTES")
     # Live stream: per-subscriber buffer; a consumer that lets it fill is disconnected.

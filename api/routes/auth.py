@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Cookie, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from api.deps import CurrentActor
 from api.errors import domain_problem, responses
@@ -12,7 +12,8 @@ from quire.auth import rate_limit
 from quire.auth import service as auth
 from quire.auth.service import Granted, LoginPolicy, normalize_email
 from quire.db import Database, utcnow
-from quire.errors import Unauthenticated
+from quire.errors import Locked, Unauthenticated
+from quire.inputs import Input
 from quire.people.service import get_user
 from quire.settings import Settings
 
@@ -22,11 +23,12 @@ REFRESH_COOKIE = "quire_refresh"
 REFRESH_PATH = "/auth"  # sent to /auth/refresh and /auth/logout only
 
 
-class LoginIn(BaseModel):
+class LoginIn(Input):
     model_config = ConfigDict(extra="forbid")
 
     tenant: str = Field(min_length=1, max_length=64, description="The organisation's slug.")
-    email: str = Field(min_length=3, max_length=320)
+    # 254: the longest address SMTP can carry (RFC 5321's 256-octet path, minus the brackets).
+    email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
 
 
@@ -43,6 +45,8 @@ def _client_ip(request: Request) -> str:
 
 
 async def _limit(database: Database, settings: Settings, *checks: tuple[str, int]) -> None:
+    """Count this attempt against every (key, limit), all or nothing: one transaction, so an
+    attempt refused by a later limit is not counted by the earlier ones either."""
     now = utcnow()
     async with database.async_session(write=True) as session:
         for key, limit in checks:
@@ -72,15 +76,18 @@ def _respond(response: Response, granted: Granted, settings: Settings) -> TokenO
 
 
 @router.post("/login", response_model=TokenOut, responses=responses(400, 401, 422, 423, 429))
-async def login(body: LoginIn, request: Request, response: Response) -> TokenOut:
+async def login(body: LoginIn, request: Request, response: Response) -> TokenOut | Response:
     """Exchange a password for an access token (body) and a refresh token (HttpOnly cookie)."""
     settings: Settings = request.app.state.settings
     database: Database = request.app.state.database
     await _limit(
         database,
         settings,
-        (f"login:ip:{_client_ip(request)}", settings.login_limit_per_ip),
-        (f"login:user:{body.tenant}:{normalize_email(body.email)}", settings.login_limit_per_user),
+        (rate_limit.key("login", "ip", _client_ip(request)), settings.login_limit_per_ip),
+        (
+            rate_limit.key("login", "user", body.tenant, normalize_email(body.email)),
+            settings.login_limit_per_user,
+        ),
     )
     async with database.async_session(write=True) as session:
         outcome = await session.run_sync(
@@ -95,6 +102,10 @@ async def login(body: LoginIn, request: Request, response: Response) -> TokenOut
             )
         )
     if isinstance(outcome, auth.Denied):
+        if isinstance(outcome.error, Locked):
+            locked = domain_problem(outcome.error)
+            locked.headers["Retry-After"] = str(outcome.error.details["retry_after"])
+            return locked
         raise outcome.error
     return _respond(response, outcome, settings)
 
@@ -115,8 +126,11 @@ async def refresh(
     await _limit(
         database,
         settings,
-        (f"refresh:ip:{_client_ip(request)}", settings.refresh_limit_per_ip),
-        (f"refresh:user:{owner or 'unknown'}", settings.refresh_limit_per_user),
+        (rate_limit.key("refresh", "ip", _client_ip(request)), settings.refresh_limit_per_ip),
+        (
+            rate_limit.key("refresh", "user", str(owner or "unknown")),
+            settings.refresh_limit_per_user,
+        ),
     )
     async with database.async_session(write=True) as session:
         outcome = await session.run_sync(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from quire.db import Base, JSONType, utcnow
@@ -44,12 +44,32 @@ class ApiKey(TenantScoped, Base):
     revoked_at: Mapped[dt.datetime | None]
 
 
-class RateLimitCounter(Base):
-    """Fixed-window counters shared by every API process (the database decides)."""
+class RateLimitLog(Base):
+    """One rate-limit key's admitted attempts still inside their window (see quire.auth.rate_limit).
 
-    __tablename__ = "rate_limit_counters"
-    __table_args__ = (Index("ix_rate_limit_counters_window", "window_start"),)
+    `key` is a SHA-256 hex digest of the key's parts, so no input can overflow it. `hits` holds
+    the expiry instant (microseconds since the epoch) of each admitted attempt not yet expired:
+    never more than the limit. `expires_at` is the latest of them, for pruning dead keys.
+    """
 
-    key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    window_start: Mapped[int] = mapped_column(primary_key=True)
-    hits: Mapped[int] = mapped_column(default=0)
+    __tablename__ = "rate_limit_logs"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class LoginFailure(Base):
+    """A streak of failed logins for one (tenant, normalised email), whether or not it exists.
+
+    Keyed by a SHA-256 hex digest of the pair rather than by the user row, so an unknown account
+    is counted, locked and released by exactly the same rows and statements as a real one
+    (quire.auth.lockout). Shared through the database by every API process.
+    """
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None]
+    last_failure_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from quire.auth import access_tokens, passwords
+from quire.auth import access_tokens, lockout, passwords
 from quire.auth.access_tokens import AccessClaims, TokenConfig
 from quire.auth.models import ApiKey, RefreshToken
 from quire.auth.secrets import digest, new_secret
@@ -33,6 +34,9 @@ class LoginPolicy:
     max_failures: int
     lockout_seconds: int
     refresh_ttl_seconds: int
+
+    def lockout_policy(self) -> lockout.LockoutPolicy:
+        return lockout.LockoutPolicy(self.max_failures, self.lockout_seconds)
 
 
 @dataclass(frozen=True)
@@ -89,43 +93,44 @@ def login(
     policy: LoginPolicy,
     now: dt.datetime,
 ) -> Granted | Denied:
-    tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == tenant_slug))
-    user = None
-    if tenant_id is not None:
-        session.info["tenant_id"] = tenant_id
-        user = session.scalar(select(User).where(User.email == normalize_email(email)))
-    if user is None or not user.is_active:
-        passwords.verify_password(None, password)  # same cost as a real check
+    """Check a password, counting failures per (tenant, email) whether or not the account exists.
+
+    Every attempt that is not locked out performs the same statements and exactly one Argon2
+    verification (against a dummy hash when there is no usable account), so neither the answer
+    (401, then 423 after `max_failures`) nor its timing says whether an account exists.
+    """
+    normalized = normalize_email(email)
+    user = session.scalar(
+        select(User)
+        .join(Tenant, Tenant.id == User.tenant_id)
+        .where(Tenant.slug == tenant_slug, User.email == normalized)
+        .execution_options(**ALL_TENANTS)
+    )
+    streak = lockout.key(tenant_slug, normalized)
+    rules = policy.lockout_policy()
+    locked_until = lockout.enter(session, streak, policy=rules, now=now)
+    if locked_until is not None:
+        return Denied(locked_error(locked_until, now))
+    usable = user if user is not None and user.is_active else None
+    if not passwords.verify_password(usable.password_hash if usable else None, password):
+        lockout.fail(session, streak, policy=rules, now=now)
         return Denied(Unauthenticated(BAD_CREDENTIALS, code="invalid_credentials"))
-    if user.locked_until is not None and user.locked_until > now:
-        return Denied(
-            Locked(
-                "too many failed logins; the account is locked for a while",
-                locked_until=user.locked_until.isoformat(),
-            )
-        )
-    if not passwords.verify_password(user.password_hash, password):
-        failures = User.failed_logins + 1
-        session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(
-                failed_logins=failures,
-                locked_until=case(
-                    (
-                        failures >= policy.max_failures,
-                        now + dt.timedelta(seconds=policy.lockout_seconds),
-                    ),
-                    else_=None,
-                ),
-            )
-        )
-        return Denied(Unauthenticated(BAD_CREDENTIALS, code="invalid_credentials"))
-    user.failed_logins = 0
-    user.locked_until = None
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
-    return _grant(session, user, tokens, policy, now)
+    assert usable is not None  # verify_password never accepts the dummy hash
+    lockout.clear(session, streak)
+    session.info["tenant_id"] = usable.tenant_id
+    if passwords.needs_rehash(usable.password_hash):
+        usable.password_hash = passwords.hash_password(password)
+    return _grant(session, usable, tokens, policy, now)
+
+
+def locked_error(locked_until: dt.datetime, now: dt.datetime) -> Locked:
+    """The one 423 answer, for real and unknown accounts alike (`retry_after` in seconds)."""
+    wait = (locked_until - now).total_seconds()
+    return Locked(
+        "too many failed logins; the account is locked for a while",
+        locked_until=locked_until.isoformat(),
+        retry_after=max(1, math.ceil(wait)),
+    )
 
 
 def refresh(
