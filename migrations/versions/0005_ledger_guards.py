@@ -93,8 +93,9 @@ POSTGRES_GUARDS = """
 CREATE OR REPLACE FUNCTION {s}.ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, {s}, pg_temp AS $$
 BEGIN
-    RAISE EXCEPTION 'ledger: % on % is not allowed (append-only; post a reversal instead)',
-        TG_OP, TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
+    RAISE EXCEPTION 'ledger: % on % is not allowed (%)', TG_OP, TG_TABLE_NAME,
+        coalesce(TG_ARGV[0], 'append-only; post a reversal instead')
+        USING ERRCODE = 'restrict_violation';
 END $$;
 
 -- Arm a check of this transaction unless one is already pending (see the module docstring).
@@ -204,7 +205,8 @@ END $$;
 CREATE TRIGGER ledger_commit_checks_own_txid BEFORE INSERT ON {s}.ledger_commit_checks
     FOR EACH ROW EXECUTE FUNCTION {s}.ledger_commit_check_inserted();
 CREATE TRIGGER ledger_commit_checks_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
-    ON {s}.ledger_commit_checks FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_refuse_change();
+    ON {s}.ledger_commit_checks FOR EACH STATEMENT
+    EXECUTE FUNCTION {s}.ledger_refuse_change('the commit-check journal is append-only');
 CREATE CONSTRAINT TRIGGER ledger_balanced_at_commit AFTER INSERT ON {s}.ledger_commit_checks
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW WHEN (NOT NEW.passed) EXECUTE FUNCTION {s}.ledger_check_at_commit();
@@ -288,15 +290,14 @@ def _create_journal() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_commit_checks")),
     )
     with op.batch_alter_table("ledger_commit_checks", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_ledger_commit_checks_txid"), ["txid"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ledger_commit_checks_txid"), ["txid"], unique=False)
 
 
 def _ledger_0002() -> ModuleType:
     """Migration 0002, whose guards the downgrade puts back as they were."""
     spec = spec_from_file_location("ledger_0002", Path(__file__).with_name("0002_ledger.py"))
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -11,10 +11,11 @@ fewer than two entries. (SQLite has no deferred triggers: there the code is the 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, MetaData, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ledger import balances, chart, invoices
 from ledger.models import Account, Entry, Invoice, Transfer
@@ -172,6 +173,88 @@ def test_a_specialist_payable_cannot_be_pushed_below_zero_by_raw_sql(database, l
         c.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["payable"]).values(balance=1))
 
 
+def test_an_entry_on_another_tenants_account_is_refused(database, tenant, ledger):
+    _, theirs = posted(database, new_tenant(database))
+    with pytest.raises(IntegrityError, match="currency and tenant"):
+        forge(database, tenant, (theirs["bank"], 5, "USD"), (theirs["revenue"], -5, "USD"))
+
+
+# Every column but the balance: what the account's entries mean, and the rules they were kept by.
+ACCOUNT_CHANGES = {
+    "currency": lambda db: {"currency": "EUR"},
+    "tenant": lambda db: {"tenant_id": new_tenant(db)},
+    "owner": lambda db: {"owner_id": SPECIALIST, "owner_key": str(SPECIALIST)},
+    "owner-type": lambda db: {"owner_type": "specialist"},
+    "kind": lambda db: {"kind": K.FINES_INCOME.value},
+    "normal-side": lambda db: {"normal_side": "credit"},
+    "no-negative": lambda db: {"no_negative": True},
+}
+
+
+@pytest.mark.parametrize("change", ACCOUNT_CHANGES.values(), ids=ACCOUNT_CHANGES.keys())
+def test_an_account_with_entries_keeps_its_currency_tenant_owner_and_rules(
+    database, ledger, change
+):
+    _, accounts = ledger
+    values = change(database)
+    with (
+        pytest.raises(IntegrityError, match="only its balance can change"),
+        database.engine.begin() as c,
+    ):
+        c.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["receivable"]).values(values))
+
+
+def test_an_account_without_entries_can_still_be_corrected(database, tenant):
+    """Nothing has been booked under it yet: its definition is not yet anyone's record."""
+    with database.session(tenant, write=True) as s:
+        account = chart.account(s, K.BANK, "USD").id
+    with database.engine.begin() as c:
+        c.execute(
+            update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == account)
+            .values(currency="EUR", normal_side="credit", tenant_id=new_tenant(database))
+        )
+    with database.engine.connect() as c:
+        row = c.execute(select(ACCOUNTS).where(ACCOUNTS.c.id == account)).one()
+    assert (row.currency, row.normal_side, row.tenant_id) != ("USD", "debit", tenant)
+    assert (row.currency, row.normal_side) == ("EUR", "credit")
+
+
+def test_an_account_with_entries_still_moves_its_balance(database, tenant, ledger):
+    """The freeze leaves `balance` to posting, which moves it with every transfer."""
+    _, accounts = ledger
+    with database.session(tenant, write=True) as s:
+        post(
+            s,
+            TransferSpec(
+                kind="earnings",
+                idempotency_key="after-freeze",
+                legs=[Leg.debit(accounts["receivable"], 1), Leg.credit(accounts["payable"], 1)],
+            ),
+        )
+        s.execute(update(Account).where(Account.id == accounts["payable"]).values(balance=-1_000))
+        s.rollback()  # (the `ledger` fixture wants the ledger unchanged)
+
+
+def test_sqlite_refuses_to_edit_the_commit_check_journal(sqlite_database):
+    """The journal is PostgreSQL's; SQLite refuses to edit it all the same."""
+    journal = text("SELECT count(*) FROM ledger_commit_checks")
+    with sqlite_database.engine.begin() as c:
+        c.execute(text("INSERT INTO ledger_commit_checks (txid, passed) VALUES (1, 0)"))
+        count = c.scalar(journal)
+    for statement, refusal in [
+        ("UPDATE ledger_commit_checks SET passed = 1", "UPDATE on ledger_commit_checks"),
+        ("DELETE FROM ledger_commit_checks", "DELETE on ledger_commit_checks"),
+    ]:
+        with (
+            pytest.raises(IntegrityError, match=refusal),
+            sqlite_database.engine.begin() as c,
+        ):
+            c.execute(text(statement))
+    with sqlite_database.engine.connect() as c:
+        assert c.scalar(journal) == count
+
+
 @pytest.fixture
 def issued_invoice(database):
     world = build_world(database, f"inv-{uuid.uuid4().hex[:12]}", specialists=1)
@@ -277,13 +360,6 @@ def test_postgres_refuses_unbalanced_or_incomplete_transfers_at_commit(pg_ledger
 
 
 @pytest.mark.postgres
-def test_postgres_checks_at_commit_even_if_the_pending_check_row_is_deleted(pg_ledger):
-    db, tenant, _, accounts = pg_ledger
-    with pytest.raises(IntegrityError, match="does not balance"):
-        forge(db, tenant, (accounts["bank"], 5, "USD"), then="DELETE FROM ledger_commit_checks")
-
-
-@pytest.mark.postgres
 def test_postgres_refuses_entries_added_to_an_existing_transfer_even_balanced_ones(pg_ledger):
     db, tenant, transfer_id, accounts = pg_ledger
     with (
@@ -312,14 +388,6 @@ def test_postgres_refuses_truncate(pg_ledger, table):
     db = pg_ledger[0]
     with pytest.raises(IntegrityError, match=f"TRUNCATE on {table}"), db.engine.begin() as c:
         c.execute(text(f"TRUNCATE {table} CASCADE"))
-
-
-@pytest.mark.postgres
-def test_postgres_refuses_an_entry_on_another_tenants_account(pg_ledger):
-    db, tenant, _, _ = pg_ledger
-    _, theirs = posted(db, new_tenant(db))
-    with pytest.raises(IntegrityError, match="currency and tenant"):
-        forge(db, tenant, (theirs["bank"], 5, "USD"), (theirs["revenue"], -5, "USD"))
 
 
 @pytest.mark.postgres
@@ -427,3 +495,368 @@ def test_postgres_checks_a_transfer_whose_entries_arrive_in_several_statements_a
     assert count_rows(pg_database, tenant) == before
     in_two_statements(-5)
     assert count_rows(pg_database, tenant) == (before[0] + 1, before[1] + 2)
+
+
+# --- PostgreSQL: no session can switch the commit-time check off (issue 8) -------------------
+#
+# Each test is an attack by an ordinary connection (the app's role, every trigger on) that
+# tries to commit an unbalanced transfer: it must fail, and leave nothing (`pg_ledger` checks
+# the honest ledger is exactly as it was).
+
+Steps = Callable[[Connection], object]
+
+
+def refused_at_commit(db: Database, steps: Steps, refusal: str = "does not balance") -> None:
+    """Run `steps` in one transaction: every statement is accepted, the COMMIT is refused."""
+    with db.engine.connect() as c:
+        transaction = c.begin()
+        steps(c)
+        with pytest.raises(IntegrityError, match=refusal):
+            transaction.commit()
+
+
+def sql(c: Connection, statement: str, **parameters: object) -> object:
+    return c.execute(text(statement), parameters)
+
+
+def skipping_refusals(c: Connection, statement: str, **parameters: object) -> None:
+    """Run `statement` in a savepoint and go on if the database refuses it: the attacker keeps
+    going whatever is refused."""
+    try:
+        with c.begin_nested():
+            sql(c, statement, **parameters)
+    except IntegrityError:
+        pass
+
+
+def unbalanced(tenant: uuid.UUID, accounts: dict[str, uuid.UUID]) -> Steps:
+    """Insert a transfer with a single entry of 5 (raw SQL, two statements)."""
+
+    def steps(c: Connection) -> None:
+        transfer = transfer_row(tenant)
+        c.execute(insert(TRANSFERS).values(transfer))
+        c.execute(insert(ENTRIES).values(entry_row(tenant, transfer["id"], accounts["bank"], 5)))
+
+    return steps
+
+
+# One statement: a transfer and its entries, the entries given as (account, amount) pairs.
+CTE_TRANSFER = """
+WITH t AS (
+    INSERT INTO ledger_transfers (id, tenant_id, kind, reference, idempotency_key, fingerprint,
+                                  effective_at, created_at, metadata)
+    VALUES (CAST(:id AS uuid), CAST(:tenant AS uuid), 'forged', '', :key, '', now(), now(), '{}')
+    RETURNING id
+)
+INSERT INTO ledger_entries (tenant_id, transfer_id, account_id, currency, amount, effective_at,
+                            created_at)
+SELECT CAST(:tenant AS uuid), t.id, e.account_id, 'USD', e.amount, now(), now()
+FROM t, unnest(CAST(:account_ids AS uuid[]), CAST(:amounts AS bigint[])) AS e(account_id, amount)
+"""
+
+
+def cte_transfer(c: Connection, tenant: uuid.UUID, *legs: tuple[uuid.UUID, int]) -> uuid.UUID:
+    transfer_id = uuid.uuid4()
+    sql(
+        c,
+        CTE_TRANSFER,
+        id=str(transfer_id),
+        tenant=str(tenant),
+        key=f"cte-{transfer_id}",
+        account_ids=[str(a) for a, _ in legs],
+        amounts=[amount for _, amount in legs],
+    )
+    return transfer_id
+
+
+def one_more_entry(c: Connection, tenant: uuid.UUID, transfer: uuid.UUID, account: uuid.UUID):
+    c.execute(insert(ENTRIES).values(entry_row(tenant, transfer, account, 1)))
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_the_bypass_of_issue_8_at_commit(pg_ledger):
+    """The exact sequence of the issue: queue a check row for some txid, move it to this
+    transaction's, then post an unbalanced transfer. Each step the database refuses is skipped
+    (in a savepoint), and the unbalanced transfer still fails at COMMIT."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        skipping_refusals(c, "INSERT INTO ledger_commit_checks (txid, passed) VALUES (1, false)")
+        skipping_refusals(c, "UPDATE ledger_commit_checks SET txid = txid_current()")
+        unbalanced(tenant, accounts)(c)
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_a_commit_check_row_for_another_transaction(pg_ledger):
+    """No transaction can pre-arm (and so silence) the check of another: a row committed for
+    the txid a later transaction will get is refused."""
+    db = pg_ledger[0]
+    with (
+        pytest.raises(IntegrityError, match="commit check must carry its own transaction id"),
+        db.engine.begin() as c,
+    ):
+        sql(
+            c,
+            "INSERT INTO ledger_commit_checks (txid, passed) VALUES (txid_current() + 1, false)",
+        )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("passed", [False, True], ids=["armed", "passed"])
+def test_postgres_checks_at_commit_whatever_the_session_writes_to_the_journal_first(
+    pg_ledger, passed
+):
+    """A row the session writes for its own transaction only ever adds a check: an armed one
+    checks the whole transaction, a 'passed' one makes the next write arm a new check."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        sql(
+            c,
+            "INSERT INTO ledger_commit_checks (txid, passed) VALUES (txid_current(), :passed)",
+            passed=passed,
+        )
+        unbalanced(tenant, accounts)(c)
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    [
+        ("UPDATE ledger_commit_checks SET passed = true", "UPDATE on ledger_commit_checks"),
+        ("DELETE FROM ledger_commit_checks", "DELETE on ledger_commit_checks"),
+        ("TRUNCATE ledger_commit_checks", "TRUNCATE on ledger_commit_checks"),
+    ],
+    ids=["update", "delete", "truncate"],
+)
+def test_postgres_refuses_to_edit_the_commit_check_journal(pg_ledger, statement, refusal):
+    """(A TRUNCATE in a transaction with a pending check is refused by PostgreSQL itself.)"""
+    db = pg_ledger[0]
+    count = "SELECT count(*) FROM ledger_commit_checks"
+    with db.engine.connect() as c:
+        journal = c.scalar(text(count))
+    assert journal >= 2  # the honest posting's check, armed and passed
+    with pytest.raises(IntegrityError, match=f"{refusal} is not allowed"), db.engine.begin() as c:
+        sql(c, statement)
+    with db.engine.connect() as c:
+        assert c.scalar(text(count)) == journal
+
+
+@pytest.mark.postgres
+def test_postgres_checks_again_an_entry_added_after_an_early_check_passed(pg_ledger):
+    """SET CONSTRAINTS ALL IMMEDIATE fires the pending check now; it passes (the transfer
+    balances), the session goes back to deferred and adds an entry: that write arms a new
+    check, which fails at COMMIT."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        transfer = cte_transfer(c, tenant, (accounts["bank"], 5), (accounts["revenue"], -5))
+        sql(c, "SET CONSTRAINTS ALL IMMEDIATE")
+        sql(c, "SET CONSTRAINTS ALL DEFERRED")
+        one_more_entry(c, tenant, transfer, accounts["bank"])
+
+    refused_at_commit(db, attack, "does not balance in USD \\(off by 1\\)")
+
+
+@pytest.mark.postgres
+def test_postgres_in_immediate_mode_checks_every_statement_that_writes(pg_ledger):
+    """With the check immediate, a transfer and its balanced entries in one statement pass, and
+    the next statement that unbalances it is refused on the spot."""
+    db, tenant, _, accounts = pg_ledger
+    with db.engine.connect() as c, c.begin():
+        sql(c, "SET CONSTRAINTS ALL IMMEDIATE")
+        transfer = cte_transfer(c, tenant, (accounts["bank"], 5), (accounts["revenue"], -5))
+        with pytest.raises(IntegrityError, match="does not balance in USD \\(off by 1\\)"):
+            one_more_entry(c, tenant, transfer, accounts["bank"])
+
+
+@pytest.mark.postgres
+def test_postgres_checks_at_commit_after_a_check_fired_early_on_a_session_row(pg_ledger):
+    """The session arms a check itself and fires it while there is nothing to check, then
+    posts, deferred: the posting arms a check of its own."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        sql(c, "INSERT INTO ledger_commit_checks (txid, passed) VALUES (txid_current(), false)")
+        sql(c, "SET CONSTRAINTS ledger_balanced_at_commit IMMEDIATE")
+        sql(c, "SET CONSTRAINTS ledger_balanced_at_commit DEFERRED")
+        unbalanced(tenant, accounts)(c)
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+def test_postgres_checks_at_commit_a_check_that_passed_in_a_rolled_back_savepoint(pg_ledger):
+    """A check that fired and passed in a savepoint rolled back is pending again (the database
+    un-fires it with the savepoint), so the entry added afterwards is still checked."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        transfer = cte_transfer(c, tenant, (accounts["bank"], 5), (accounts["revenue"], -5))
+        savepoint = c.begin_nested()
+        sql(c, "SET CONSTRAINTS ALL IMMEDIATE")
+        savepoint.rollback()
+        one_more_entry(c, tenant, transfer, accounts["bank"])
+
+    refused_at_commit(db, attack, "does not balance in USD \\(off by 1\\)")
+
+
+@pytest.mark.postgres
+def test_postgres_checks_at_commit_a_transfer_posted_across_savepoints(pg_ledger):
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        transfer = transfer_row(tenant)
+        with c.begin_nested():
+            c.execute(insert(TRANSFERS).values(transfer))
+        with c.begin_nested():
+            c.execute(
+                insert(ENTRIES).values(entry_row(tenant, transfer["id"], accounts["bank"], 5))
+            )
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+def test_postgres_checks_at_commit_an_unbalanced_transfer_inserted_in_one_statement(pg_ledger):
+    db, tenant, _, accounts = pg_ledger
+    refused_at_commit(
+        db,
+        lambda c: cte_transfer(c, tenant, (accounts["bank"], 5), (accounts["revenue"], -4)),
+        "does not balance in USD \\(off by 1\\)",
+    )
+
+
+@pytest.mark.postgres
+def test_postgres_checks_at_commit_an_entry_added_after_a_one_statement_transfer(pg_ledger):
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        transfer = cte_transfer(c, tenant, (accounts["bank"], 5), (accounts["revenue"], -5))
+        one_more_entry(c, tenant, transfer, accounts["bank"])
+
+    refused_at_commit(db, attack, "does not balance in USD \\(off by 1\\)")
+
+
+@pytest.mark.postgres
+def test_postgres_checks_entries_copied_in_at_commit(pg_ledger):
+    """COPY fires the same guards as INSERT."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        transfer = transfer_row(tenant)
+        c.execute(insert(TRANSFERS).values(transfer))
+        cursor = c.connection.driver_connection.cursor()
+        columns = "tenant_id, transfer_id, account_id, currency, amount, effective_at, created_at"
+        with cursor.copy(f"COPY ledger_entries ({columns}) FROM STDIN") as copy:
+            now = utcnow()
+            copy.write_row((tenant, transfer["id"], accounts["bank"], "USD", 5, now, now))
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+def test_postgres_checks_at_commit_whatever_session_replication_role_says(pg_ledger):
+    """`replica` turns ordinary triggers off (for a superuser session); the ledger's fire
+    ALWAYS."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        sql(c, "SELECT set_config('session_replication_role', 'replica', true)")
+        unbalanced(tenant, accounts)(c)
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+def test_postgres_guards_are_not_fooled_by_temporary_tables_shadowing_the_ledger(pg_ledger):
+    """Temporary tables come first in an unpinned search_path: shadows of the journal, the
+    transfers and the entries (claiming a balanced transaction) change nothing, as the guards
+    name the ledger's own tables."""
+    db, tenant, _, accounts = pg_ledger
+
+    def attack(c: Connection) -> None:
+        for table in ("ledger_commit_checks", "ledger_transfers", "ledger_entries"):
+            sql(c, f"CREATE TEMP TABLE {table} (LIKE public.{table}) ON COMMIT DROP")
+        sql(c, "INSERT INTO ledger_commit_checks (id, txid, passed) VALUES (1, 1, true)")
+        transfer = transfer_row(tenant)
+        c.execute(insert(TRANSFERS.to_metadata(MetaData(), schema="public")).values(transfer))
+        c.execute(
+            insert(ENTRIES.to_metadata(MetaData(), schema="public")).values(
+                entry_row(tenant, transfer["id"], accounts["bank"], 5)
+            )
+        )
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_entries_on_an_old_transfer_whatever_a_temporary_table_claims(pg_ledger):
+    db, tenant, old_transfer, accounts = pg_ledger
+    with db.engine.connect() as c, c.begin():
+        sql(c, "CREATE TEMP TABLE ledger_transfers (id uuid, txid bigint) ON COMMIT DROP")
+        sql(
+            c,
+            "INSERT INTO ledger_transfers VALUES (CAST(:id AS uuid), txid_current())",
+            id=str(old_transfer),
+        )
+        entries = [
+            entry_row(tenant, old_transfer, accounts["bank"], 5),
+            entry_row(tenant, old_transfer, accounts["revenue"], -5),
+        ]
+        with pytest.raises(IntegrityError, match="only be added together with their transfer"):
+            c.execute(insert(ENTRIES.to_metadata(MetaData(), schema="public")), entries)
+
+
+@pytest.mark.postgres
+def test_postgres_posts_several_batches_in_one_transaction_with_one_check(pg_database):
+    """Normal use, deferred: one armed check per transaction however many statements wrote,
+    and one 'passed' row when it balanced."""
+    tenant = new_tenant(pg_database)
+    _, accounts = posted(pg_database, tenant)
+    with pg_database.session(tenant, write=True) as s:
+        for n in range(3):
+            post(
+                s,
+                TransferSpec(
+                    kind="earnings",
+                    idempotency_key=f"batch-{n}",
+                    legs=[Leg.debit(accounts["bank"], 5), Leg.credit(accounts["revenue"], 5)],
+                ),
+            )
+        txid = s.scalar(text("SELECT txid_current()"))
+    with pg_database.engine.connect() as c:
+        journal = c.execute(
+            text("SELECT passed FROM ledger_commit_checks WHERE txid = :txid ORDER BY id"),
+            {"txid": txid},
+        ).scalars()
+        assert list(journal) == [False, True]
+
+
+@pytest.mark.postgres
+def test_postgres_an_account_change_waits_for_entries_still_being_posted_to_it(pg_database):
+    """An entry not yet committed is invisible to the freeze; so the freeze waits (here: gives
+    up, with a lock timeout) for every transaction inserting entries, and once that one has
+    committed, the account has entries and is frozen."""
+    tenant = new_tenant(pg_database)
+    _, accounts = posted(pg_database, tenant)  # bank and revenue have no entries yet
+    change = update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["bank"]).values(currency="EUR")
+    with pg_database.engine.connect() as posting:
+        transaction = posting.begin()
+        transfer = transfer_row(tenant)
+        posting.execute(insert(TRANSFERS).values(transfer))
+        posting.execute(insert(ENTRIES), balanced_pairs(tenant, [transfer], accounts))
+        with pg_database.engine.connect() as admin, admin.begin():
+            sql(admin, "SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(OperationalError, match="lock timeout"):
+                admin.execute(change)
+        transaction.commit()
+    with (
+        pytest.raises(IntegrityError, match="only its balance can change"),
+        pg_database.engine.begin() as c,
+    ):
+        c.execute(change)
