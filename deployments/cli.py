@@ -16,7 +16,7 @@ def _database():  # type: ignore[no-untyped-def]
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    from quire.migrate import upgrade
+    from migrations.upgrade import upgrade
 
     settings = get_settings()
     if not settings.database_url:

@@ -1,4 +1,4 @@
-"""Alembic environment. The URL comes from the caller (quire.migrate) or DATABASE_URL."""
+"""Alembic environment. The URL comes from the caller (migrations.upgrade) or DATABASE_URL."""
 
 from __future__ import annotations
 

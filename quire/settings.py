@@ -6,18 +6,13 @@ directory; production points it at PostgreSQL (`postgresql+psycopg://...`).
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-if TYPE_CHECKING:
-    from quire.qa.fines import LateFinePolicy
 
 
 class Settings(BaseSettings):
@@ -107,17 +102,6 @@ class Settings(BaseSettings):
     late_fine_cap_percent: Decimal = Field(
         default=Decimal(50), ge=0, le=100, validation_alias="QUIRE_LATE_FINE_CAP_PERCENT"
     )
-
-    def late_fine_policy(self) -> LateFinePolicy:
-        """The late-fine policy these settings describe."""
-        from quire.qa.fines import LateFinePolicy
-
-        grace_seconds = (self.late_fine_grace_hours * 3600).to_integral_value(ROUND_HALF_EVEN)
-        return LateFinePolicy(
-            grace=dt.timedelta(seconds=int(grace_seconds)),
-            percent_per_day=self.late_fine_percent_per_day,
-            cap_percent=self.late_fine_cap_percent,
-        )
 
     # --- end of QA pipeline ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from quire.qa import checks, grammar, report, runs, similarity
 from quire.qa import service as qa
 from quire.qa.config import Check
 from quire.qa.errors import ServiceUnavailable
-from quire.qa.fines import LateFine, assess_late_fine
+from quire.qa.fines import LateFine, LateFinePolicy, assess_late_fine
 from quire.qa.results import CheckResult
 from quire.qa.runs import ReviewDecisionData
 from quire.qa.service import Acceptance, Subject
@@ -158,7 +158,7 @@ def late_fine_for(subject: Subject) -> LateFine:
         subject.currency,
         subject.submitted_at,
         subject.deadline,
-        get_settings().late_fine_policy(),
+        LateFinePolicy.from_settings(get_settings()),
     )
 
 

@@ -22,8 +22,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from api.app import create_app
+from migrations.upgrade import upgrade
 from quire.db import Database
-from quire.migrate import upgrade
 from quire.settings import Settings
 from tests.support import postgres
 from tests.support.net import free_port  # re-exported: tests import it from here

@@ -11,7 +11,7 @@ from quire.db import Database
 
 
 def test_migrations_build_exactly_the_schema_the_models_describe(db_url):
-    database = Database(db_url)  # db_url fixtures are migrated with quire.migrate.upgrade
+    database = Database(db_url)  # db_url fixtures are migrated with migrations.upgrade.upgrade
     with database.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         diff = compare_metadata(context, target_metadata())

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quire.money import validate_amount, validate_currency
+from quire.settings import Settings
 
 DAY = dt.timedelta(days=1)
 HUNDRED = Decimal(100)
@@ -39,6 +40,16 @@ class LateFinePolicy(BaseModel):
         if self.grace < dt.timedelta(0):
             raise ValueError("grace cannot be negative")
         return self
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LateFinePolicy:
+        """The policy a deployment's settings describe (`QUIRE_LATE_FINE_*`)."""
+        grace_seconds = (settings.late_fine_grace_hours * 3600).to_integral_value(ROUND_HALF_EVEN)
+        return cls(
+            grace=dt.timedelta(seconds=int(grace_seconds)),
+            percent_per_day=settings.late_fine_percent_per_day,
+            cap_percent=settings.late_fine_cap_percent,
+        )
 
 
 class LateFine(BaseModel):

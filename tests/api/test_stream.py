@@ -35,10 +35,10 @@ from sqlalchemy import Integer, func, insert, literal, select
 from websockets.asyncio.client import connect as ws_connect
 
 from api.events.hub import EventHub, Subscription
+from migrations.upgrade import upgrade
 from quire.db import Database, utcnow
 from quire.events import outbox
 from quire.events.models import Event
-from quire.migrate import upgrade
 from quire.tenancy import ALL_TENANTS
 from tests.conftest import LiveServer
 from tests.support import postgres

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from migrations.upgrade import upgrade
 from quire.db import Database
-from quire.migrate import upgrade
 from quire.settings import get_settings
 from tests.support.fake_languagetool import FakeLanguageTool
 from tests.support.world import Person, World, build_world

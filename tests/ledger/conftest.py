@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from migrations.upgrade import upgrade
 from quire.db import Database
-from quire.migrate import upgrade
 from tests.ledger.support import new_tenant
 from tests.support import postgres
 

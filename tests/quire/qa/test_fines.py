@@ -146,7 +146,7 @@ def test_settings_describe_the_policy():
         QUIRE_LATE_FINE_PERCENT_PER_DAY="2.5",
         QUIRE_LATE_FINE_CAP_PERCENT="20",
     )
-    assert settings.late_fine_policy() == LateFinePolicy(
+    assert LateFinePolicy.from_settings(settings) == LateFinePolicy(
         grace=dt.timedelta(minutes=90), percent_per_day=Decimal("2.5"), cap_percent=Decimal(20)
     )
-    assert Settings(_env_file=None).late_fine_policy() == DEFAULT
+    assert LateFinePolicy.from_settings(Settings(_env_file=None)) == DEFAULT

@@ -7,13 +7,12 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-import migrations
 from quire.db import Database
 
 
 def alembic_config(database: Database) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(Path(__file__).parent))
     config.set_main_option(
         "sqlalchemy.url", database.url.render_as_string(hide_password=False).replace("%", "%%")
     )
