@@ -1,11 +1,14 @@
 """The database's own guards: whatever SQL reaches it, bypassing `ledger.posting`, the stored
 ledger stays append-only and (on PostgreSQL) balanced at every commit.
 
-Both databases refuse UPDATE and DELETE of transfers and entries, entries in a currency other
-than their account's, zero entries, forbidden negative balances and edits of issued invoices.
+Both databases refuse UPDATE and DELETE of transfers and entries, entries in a currency or tenant
+other than their account's, zero entries, forbidden negative balances, edits of issued invoices,
+edits of the commit-check journal, and any change but its balance to an account with entries.
 PostgreSQL also refuses TRUNCATE, entries added after their transfer's transaction, forged
 transaction ids, and — deferred to COMMIT — transfers that do not balance per currency or have
-fewer than two entries. (SQLite has no deferred triggers: there the code is the only check.)
+fewer than two entries, whatever a session does to get past that check (issue 8: its own rows in
+the journal, early checks, savepoints, temporary tables, session_replication_role, one-statement
+CTEs, COPY, MERGE). (SQLite has no deferred triggers: there the code is the only balance check.)
 """
 
 from __future__ import annotations
@@ -860,3 +863,45 @@ def test_postgres_an_account_change_waits_for_entries_still_being_posted_to_it(p
         pg_database.engine.begin() as c,
     ):
         c.execute(change)
+
+
+MERGE_ENTRIES = """
+MERGE INTO ledger_entries e
+USING unnest(CAST(:account_ids AS uuid[]), CAST(:amounts AS bigint[])) AS n(account_id, amount)
+ON false
+WHEN NOT MATCHED THEN
+    INSERT (tenant_id, transfer_id, account_id, currency, amount, effective_at, created_at)
+    VALUES (CAST(:tenant AS uuid), CAST(:transfer AS uuid), n.account_id, 'USD', n.amount,
+            now(), now())
+"""
+
+
+@pytest.mark.postgres
+def test_postgres_guards_entries_merged_in(pg_ledger):
+    """MERGE fires the same guards as INSERT: entries for an old transfer are refused, and an
+    unbalanced transfer of this transaction fails at COMMIT."""
+    db, tenant, old_transfer, accounts = pg_ledger
+
+    def merge(c: Connection, transfer: object, *legs: tuple[uuid.UUID, int]) -> None:
+        sql(
+            c,
+            MERGE_ENTRIES,
+            tenant=str(tenant),
+            transfer=str(transfer),
+            account_ids=[str(a) for a, _ in legs],
+            amounts=[amount for _, amount in legs],
+        )
+
+    with (
+        db.engine.connect() as c,
+        c.begin(),
+        pytest.raises(IntegrityError, match="only be added together with their transfer"),
+    ):
+        merge(c, old_transfer, (accounts["bank"], 5), (accounts["revenue"], -5))
+
+    def attack(c: Connection) -> None:
+        transfer = transfer_row(tenant)
+        c.execute(insert(TRANSFERS).values(transfer))
+        merge(c, transfer["id"], (accounts["bank"], 5))
+
+    refused_at_commit(db, attack)
