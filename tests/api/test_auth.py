@@ -3,8 +3,12 @@
 - Login returns a short-lived JWT access token and a refresh token in an HttpOnly, SameSite
   cookie that only the /auth endpoints receive (and that is Secure unless turned off for dev).
 - Refresh tokens rotate on every use; presenting a rotated one again revokes its whole family.
-- Five failed logins lock the account; login and refresh are rate limited per user and per IP.
-- Every bad credential is a 401 and says nothing about which part was wrong.
+- Five failed logins lock the account (423 + Retry-After), and an account that does not exist
+  answers exactly alike: whether an email has an account cannot be learnt by logging in.
+- Login and refresh are rate limited per user and per IP: at most N attempts in any window-long
+  span (429 + Retry-After), also across clock-minute boundaries.
+- Every bad credential is a 401 and says nothing about which part was wrong; an overlong email
+  is a 422 that writes nothing.
 - Admins create users in their own tenant; API keys act for their owner with a subset of the
   owner's roles, are stored hashed, can be revoked, and cannot mint more keys.
 """
@@ -27,13 +31,13 @@ import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.app import create_app
 from api.deps import token_config
 from quire.auth import access_tokens
 from quire.auth.access_tokens import AccessClaims, TokenConfig
-from quire.auth.models import ApiKey
+from quire.auth.models import ApiKey, LoginFailure, RateLimitLog, RefreshToken
 from quire.db import Database, utcnow
 from quire.settings import Settings
 from tests.conftest import JWT_SECRET, make_settings
@@ -48,8 +52,8 @@ from tests.support.world import (
 )
 
 REFRESH_COOKIE = "quire_refresh"
-# A fixed rate-limit window this long has no boundary during a test run, so counts never reset
-# halfway through a test.
+# A rate-limit window this long: no attempt leaves it during a test, so counts never drop
+# halfway through one.
 LONG_WINDOW = 10**9
 
 
@@ -318,6 +322,77 @@ async def test_five_consecutive_failed_logins_lock_the_account_until_the_lockout
         assert (await attempt_login(client, acme.finance)).status_code == 200, "the lock lifted"
 
 
+def public(response: httpx.Response) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Everything a client sees of a refusal, minus what differs per request anyway."""
+    body = {k: v for k, v in response.json().items() if k not in ("request_id", "locked_until")}
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name not in ("date", "x-request-id", "content-length")
+    }
+    return response.status_code, body, headers
+
+
+async def test_an_account_that_does_not_exist_answers_and_locks_exactly_like_a_real_one(
+    database, db_url, tmp_path: Path, acme
+):
+    settings = make_settings(db_url, tmp_path, QUIRE_LOGIN_LIMIT_PER_USER=100)
+    real = {"tenant": "acme", "email": acme.finance.email}
+    missing = {
+        "unknown email": {"tenant": "acme", "email": "nobody@acme.test"},
+        "unknown tenant": {"tenant": "no-such-tenant", "email": acme.finance.email},
+    }
+    async with serve(database, settings) as server:
+        client = server.client()
+
+        async def seven_attempts(who: dict[str, str]) -> list[httpx.Response]:
+            wrong = {**who, "password": "wrong password!"}
+            return [await client.post("/auth/login", json=wrong) for _ in range(7)]
+
+        real_answers = await seven_attempts(real)
+        other_answers = {name: await seven_attempts(who) for name, who in missing.items()}
+        right_password = await client.post("/auth/login", json={**real, "password": PASSWORD})
+
+    assert [r.status_code for r in real_answers] == [401] * 5 + [423] * 2
+    locked = assert_problem(real_answers[5], 423, "account_locked")
+    retry_after = int(real_answers[5].headers["retry-after"])
+    assert settings.lockout_seconds - 5 <= retry_after <= settings.lockout_seconds
+    until = dt.datetime.fromisoformat(locked["locked_until"])
+    assert abs((until - utcnow()).total_seconds() - retry_after) <= 5
+    assert_problem(right_password, 423, "account_locked")
+    for name, answers in other_answers.items():
+        assert [public(r) for r in answers] == [public(r) for r in real_answers], name
+        assert answers[5].json().keys() == real_answers[5].json().keys(), name
+
+
+async def test_login_with_an_overlong_email_is_a_422_problem_and_writes_nothing(
+    client, acme, database
+):
+    def stored() -> dict[str, int]:
+        with database.session() as session:
+            return {
+                model.__tablename__: session.scalar(select(func.count()).select_from(model))
+                for model in (RateLimitLog, LoginFailure)
+            } | {
+                "refresh_tokens": session.scalar(
+                    select(func.count())
+                    .select_from(RefreshToken)
+                    .execution_options(all_tenants=True)
+                )
+            }
+
+    before = stored()
+    for length in (255, 300, 10_000):
+        email = "x" * (length - len("@acme.test")) + "@acme.test"
+        response = await attempt_login(client, acme.admin, email=email)
+        body = assert_problem(response, 422, "validation_failed")
+        assert body["errors"][0]["loc"] == ["email"], body
+
+    assert stored() == before, "refused before anything was counted or stored"
+    longest = "x" * (254 - len("@acme.test")) + "@acme.test"
+    assert_problem(await attempt_login(client, acme.admin, email=longest), 401)
+
+
 # --- rate limits -----------------------------------------------------------------------------
 
 
@@ -404,6 +479,31 @@ async def test_refresh_is_rate_limited_per_ip_whoever_refreshes(
 
     assert_rate_limited(too_many)
     assert elsewhere.status_code == 200, elsewhere.text
+
+
+async def test_refreshes_across_a_minute_boundary_get_one_windows_budget_not_two(
+    database, db_url, tmp_path: Path, acme, monkeypatch
+):
+    # The issue's case: with a fixed window, a burst just before and just after a minute
+    # boundary passed twice the limit (61 refreshes in a minute). Now no 60 s span holds more.
+    settings = make_settings(db_url, tmp_path, QUIRE_REFRESH_LIMIT_PER_USER=3)
+    boundary = utcnow().replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    clock = {"now": boundary - dt.timedelta(seconds=0.1)}
+    monkeypatch.setattr("api.routes.auth.utcnow", lambda: clock["now"])
+    async with serve(database, settings) as server:
+        client = server.client()
+        token = await login_token(client, acme.manager)
+        for _ in range(3):
+            token = refresh_token_of(await refresh(client, token))
+
+        clock["now"] = boundary + dt.timedelta(seconds=0.1)
+        after_boundary = await refresh(client, token)
+        clock["now"] = boundary + dt.timedelta(seconds=59.9)
+        a_minute_after_the_first = await refresh(client, token)
+
+    assert_problem(after_boundary, 429, "rate_limited")
+    assert after_boundary.headers["retry-after"] == "60", "59.8 s, rounded up"
+    assert a_minute_after_the_first.status_code == 200, a_minute_after_the_first.text
 
 
 # --- refresh-token rotation and logout -------------------------------------------------------
