@@ -1,4 +1,7 @@
-"""Quire's shared domain kernel: settings, database, tenants and people, orders, the event outbox.
+"""Quire's kernel and its marketplace domains, plain Python over SQLAlchemy (no HTTP, no Prefect).
 
-Nothing in here knows about HTTP or Prefect; `api/`, `tasks/` and `flows/` build on it.
+The kernel is the package root (settings, db, tenancy, errors, money, inputs, idempotency) and
+`people/`, `auth/`, `events/` (the outbox); it imports no domain. The domains are `orders/` and
+`qa/` here and the top-level `ledger/`; each uses the kernel and only the domains the README's
+layout section draws beneath it (`tests/test_layers.py` holds the code to that drawing).
 """
