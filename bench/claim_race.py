@@ -256,8 +256,8 @@ class Seed:
 def seed_database(url: str, opts: Options) -> Seed:
     """Migrate and fill the database through the domain services, as an operator would."""
     os.environ.setdefault("QUIRE_PASSWORD_HASH_PROFILE", "cheapest")
-    from quire.db import Database, utcnow
     from migrations.upgrade import upgrade
+    from quire.db import Database, utcnow
     from quire.orders.schemas import OrderDraft
     from quire.orders.service import create_order
     from quire.people import service as people

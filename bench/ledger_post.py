@@ -89,8 +89,8 @@ from ledger import chart
 from ledger.balances import drifted_accounts, trial_balance
 from ledger.models import AccountKind, Entry, Transfer
 from ledger.posting import Leg, TransferSpec, post_batch
-from quire.db import Database, utcnow
 from migrations.upgrade import upgrade
+from quire.db import Database, utcnow
 from quire.people.service import create_tenant
 
 CURRENCY = "USD"

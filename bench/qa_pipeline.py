@@ -155,8 +155,8 @@ class Seed:
 
 def seed(url: str) -> Seed:
     os.environ.setdefault("QUIRE_PASSWORD_HASH_PROFILE", "cheapest")
-    from quire.db import Database
     from migrations.upgrade import upgrade
+    from quire.db import Database
     from quire.people import service as people
     from quire.people.actor import Actor
     from quire.people.models import Role
