@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, openapi
 from api.deps import token_config
 from api.events.hub import EventHub
 from api.observability import Metrics, ObservabilityMiddleware, configure_logging
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.metrics = metrics
     app.state.hub = hub
     errors.install(app)
+    openapi.install(app)
     for module in (auth, users, orders, reviews, ledger, stream, health):
         app.include_router(module.router)
     app.include_router(auth.me_router)

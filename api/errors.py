@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.context import request_id_var
+from api.openapi import error_response
+from api.routing import allowed_methods
 from quire.errors import (
     Conflict,
     DomainError,
@@ -142,16 +144,23 @@ def install(app: FastAPI) -> None:
         return problem(422, "validation_failed", summary, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        detail = str(exc.detail)
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body json.loads could not decode. JSON is UTF-8 (RFC 8259),
+            # so a body that is not UTF-8 is malformed JSON too: one code for both.
+            detail = "the request body is not valid JSON (or not UTF-8)"
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         code = {
+            400: "malformed_json",
             404: "not_found",
             405: "method_not_allowed",
             413: "body_too_large",
             415: "unsupported_media_type",
         }.get(exc.status_code, "http_error")
-        return problem(
-            exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
-        )
+        return problem(exc.status_code, code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -160,12 +169,7 @@ def install(app: FastAPI) -> None:
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the errors an endpoint can return."""
-    return {
-        status: {
-            "model": Problem,
-            "description": HTTPStatus(status).phrase,
-            "content": {"application/problem+json": {}},
-        }
-        for status in statuses
-    }
+    """OpenAPI `responses=` entries for the errors only the domain knows a route can return
+    (403, 404, 409, 423, 429, 503). `api.openapi` adds the ones the framework implies (400, 401,
+    413, 422) and serves each as the `Problem` schema under `application/problem+json`."""
+    return {status: {"model": Problem, **error_response(status)} for status in statuses}

@@ -57,7 +57,25 @@ def validate_amount(amount_minor: int) -> int:
     return amount_minor
 
 
-CurrencyCode = Annotated[str, AfterValidator(validate_currency)]
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+@cache
+def currency_codes() -> list[str]:
+    """Every code `validate_currency` accepts: active ISO 4217 currencies with a minor unit."""
+    return sorted(c.code for c in Currency if c.exponent is not None)
+
+
+# The schema says exactly what the validator enforces, so clients (and fuzzers) can tell a valid
+# code from an invalid one without asking: three capital letters, from the ISO 4217 list.
+CurrencyCode = Annotated[
+    str,
+    AfterValidator(validate_currency),
+    Field(
+        json_schema_extra={"pattern": CURRENCY_PATTERN, "enum": currency_codes()},
+        description="An ISO 4217 currency code with a minor unit (USD, EUR, JPY, ...).",
+    ),
+]
 AmountMinor = Annotated[
     int,
     Field(

@@ -5,9 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import text
 
+from api.errors import problem, responses
+
 router = APIRouter(tags=["operations"])
+
+
+class Readiness(BaseModel):
+    status: str
+    database: str
 
 
 @router.get("/health/live")
@@ -16,16 +24,14 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", responses={503: {"description": "The database is unreachable"}})
+@router.get("/health/ready", response_model=Readiness, responses=responses(503))
 async def ready(request: Request) -> JSONResponse:
-    """Ready to serve: the database answers."""
+    """Ready to serve: the database answers (else 503 `not_ready`, like every other error)."""
     try:
         async with request.app.state.database.async_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means not ready
-        return JSONResponse(
-            {"status": "unavailable", "database": type(exc).__name__}, status_code=503
-        )
+        return problem(503, "not_ready", f"the database is unreachable ({type(exc).__name__})")
     return JSONResponse({"status": "ok", "database": "ok"})
 
 

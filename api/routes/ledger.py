@@ -49,9 +49,26 @@ async def get_account(account_id: uuid.UUID, work: Work) -> AccountOut:
 async def get_statement(
     account_id: uuid.UUID,
     work: Work,
-    period: Annotated[str | None, Query(description="A month, YYYY-MM")] = None,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
+    period: Annotated[
+        str | None,
+        Query(
+            # Documented, not enforced here: statement_window checks it and answers with the
+            # statement's own code (invalid_period) rather than a generic validation_failed.
+            json_schema_extra={"pattern": PERIOD.pattern},
+            description="A month, YYYY-MM. Give either `period`, or both `start` and `end`.",
+        ),
+    ] = None,
+    start: Annotated[
+        dt.datetime | None,
+        Query(
+            description="With `end`, instead of `period`: an aware timestamp, before `end`; "
+            "the window lies between 0001-01-02 and 9999-12-31 (UTC)."
+        ),
+    ] = None,
+    end: Annotated[
+        dt.datetime | None,
+        Query(description="With `start`, instead of `period`: an aware timestamp, exclusive."),
+    ] = None,
     cursor: Annotated[
         str | None, Query(max_length=32, description="The previous page's next_cursor.")
     ] = None,

@@ -25,13 +25,19 @@ from quire.people.actor import Actor
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
+# Visible ASCII, spaces only inside: what survives an HTTP header intact (a server trims the
+# ends, and anything beyond ASCII arrives as latin-1 guesswork).
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=200,
+        min_length=1,
+        max_length=idempotency.MAX_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Retry-safe writes: the same key and body replay the first response; "
-        "the same key with a different body is refused (422).",
+        "the same key with a different body is refused (422). Up to "
+        f"{idempotency.MAX_KEY_LENGTH} visible ASCII characters (inner spaces allowed).",
     ),
 ]
 

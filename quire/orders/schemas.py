@@ -23,7 +23,10 @@ class OrderDraft(Input):
     skill: str | None = Field(default=None, min_length=1, max_length=64)
     fee_minor: AmountMinor
     currency: CurrencyCode
-    deadline: dt.datetime = Field(description="When the work is due; an aware, future timestamp.")
+    deadline: dt.datetime = Field(
+        description="When the work is due: a timestamp with a timezone offset, in the future and "
+        "at most three years (3 x 366 days) away."
+    )
     mode: OrderMode = OrderMode.CLAIM
     qa: QAConfig = Field(default_factory=QAConfig)
     publish: bool = Field(default=False, description="Publish straight away instead of a draft.")

@@ -33,7 +33,11 @@ class UserDraft(Input):
 
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    email: str = Field(max_length=320)
+    email: str = Field(
+        max_length=320,
+        json_schema_extra={"format": "email"},
+        description="Stored lower-cased; one user per email in a tenant.",
+    )
     display_name: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
     roles: list[Role] = Field(min_length=1)

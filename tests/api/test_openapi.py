@@ -1,0 +1,143 @@
+"""The OpenAPI document tells the truth: how errors look, which statuses each operation can
+answer, what `Allow` a 405 carries, and the constraints the server enforces."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from fastapi.routing import iter_route_contexts
+
+from quire.money import currency_codes
+
+METHODS = ("get", "put", "post", "delete", "patch")
+PROBLEM = {"schema": {"$ref": "#/components/schemas/Problem"}}
+
+
+async def spec_of(client) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(spec: dict[str, Any]):
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield f"{method.upper()} {path}", item[method]
+
+
+def errors_of(operation: dict[str, Any]) -> set[int]:
+    return {int(code) for code in operation["responses"] if int(code) >= 400}
+
+
+def schema_of(parameter: dict[str, Any]) -> dict[str, Any]:
+    """The non-null branch of an optional parameter's schema."""
+    schema = parameter["schema"]
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") != "null":
+            return branch
+    raise AssertionError(parameter)
+
+
+def parameter(spec: dict[str, Any], method: str, path: str, name: str) -> dict[str, Any]:
+    found = [p for p in spec["paths"][path][method]["parameters"] if p["name"] == name]
+    assert found, f"{method.upper()} {path} has no parameter {name}"
+    return found[0]
+
+
+async def test_every_error_is_a_problem_under_the_problem_media_type(client):
+    spec = await spec_of(client)
+    for name, operation in operations(spec):
+        for code, response in operation["responses"].items():
+            if int(code) >= 400:
+                assert response["content"] == {"application/problem+json": PROBLEM}, (name, code)
+    assert not {"HTTPValidationError", "ValidationError"} & set(spec["components"]["schemas"])
+
+
+async def test_each_operation_documents_the_errors_the_framework_can_answer(client):
+    spec = await spec_of(client)
+    for name, operation in operations(spec):
+        errors = errors_of(operation)
+        if "requestBody" in operation:
+            assert {400, 413, 422} <= errors, name
+        if operation.get("parameters"):
+            assert 422 in errors, name
+        if operation.get("security"):
+            assert 401 in errors, name
+    # FastAPI's 422 on an operation with nothing to validate (the refresh cookie is hidden).
+    assert 422 not in errors_of(spec["paths"]["/auth/refresh"]["post"])
+
+
+async def test_rate_limited_operations_document_429_with_retry_after(client):
+    spec = await spec_of(client)
+    for path in ("/auth/login", "/auth/refresh"):
+        too_many = spec["paths"][path]["post"]["responses"]["429"]
+        assert too_many["headers"]["Retry-After"]["required"] is True
+    assert 423 in errors_of(spec["paths"]["/auth/login"]["post"])
+
+
+async def test_domain_statuses_stay_documented_where_they_occur(client):
+    spec = await spec_of(client)
+    assert {403, 404, 409} <= errors_of(spec["paths"]["/orders/{order_id}/claim"]["post"])
+    assert 503 in errors_of(spec["paths"]["/orders/{order_id}/reviews"]["post"])
+    assert 503 in errors_of(spec["paths"]["/health/ready"]["get"])
+
+
+async def test_the_schema_states_the_constraints_the_server_enforces(client):
+    spec = await spec_of(client)
+    schemas = spec["components"]["schemas"]
+    currency = schemas["OrderDraft"]["properties"]["currency"]
+    assert currency["pattern"] == "^[A-Z]{3}$"
+    assert currency["enum"] == currency_codes()
+    assert schema_of(parameter(spec, "get", "/orders", "currency"))["pattern"] == "^[A-Z]{3}$"
+    assert schemas["UserDraft"]["properties"]["email"]["format"] == "email"
+    for path in ("/orders/{order_id}/claim", "/orders/{order_id}/submissions"):
+        key = schema_of(parameter(spec, "post", path, "Idempotency-Key"))
+        assert (key["minLength"], key["maxLength"]) == (1, 200)
+        assert key["pattern"] == "^[!-~]([ -~]*[!-~])?$"
+    assert "three years" in schemas["OrderDraft"]["properties"]["deadline"]["description"]
+    statement = "/ledger/accounts/{account_id}/statement"
+    period = parameter(spec, "get", statement, "period")
+    assert period["schema"]["pattern"] == r"^\d{4}-(0[1-9]|1[0-2])$"
+    assert "both `start` and `end`" in period["description"]
+    assert "before `end`" in parameter(spec, "get", statement, "start")["description"]
+
+
+def _paths_and_methods(app) -> dict[str, set[str]]:
+    served: dict[str, set[str]] = defaultdict(set)
+    for route in iter_route_contexts(app.routes):
+        if route.methods and route.path:
+            served[route.path] |= route.methods
+    return served
+
+
+async def test_a_405_allows_every_method_the_path_serves(client):
+    app = client._transport.app
+    for path, methods in _paths_and_methods(app).items():
+        url = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+        response = await client.request("PATCH", url)
+        assert response.status_code == 405, (path, response.text)
+        assert response.headers["allow"] == ", ".join(sorted(methods)), path
+        assert response.json()["code"] == "method_not_allowed"
+    served = _paths_and_methods(app)
+    assert served["/orders"] == {"GET", "POST"}
+    assert len(served) > 25  # every HTTP path of the app was tried
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [(b'{"title": ', "not JSON"), (b'{"title": "\xff\xfe"}', "not UTF-8")],
+)
+async def test_a_body_that_cannot_be_read_is_one_400_malformed_json(client, world, body, why):
+    response = await client.post(
+        "/orders",
+        content=body,
+        headers={**world.manager.auth, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, why
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "malformed_json", why
