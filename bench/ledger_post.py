@@ -119,14 +119,13 @@ ENTRY_COLUMNS = {
     "created_at": "timestamptz",
 }
 
-# Everything migration 0002 installs on PostgreSQL that a plain ledger does not have.
-GUARD_TRIGGERS = (
-    ("ledger_transfers_append_only", "ledger_transfers"),
-    ("ledger_entries_append_only", "ledger_entries"),
-    ("ledger_transfers_guard", "ledger_transfers"),
-    ("ledger_entries_guard", "ledger_entries"),
-    ("ledger_balanced_at_commit", "ledger_commit_checks"),
-)
+# What the migrations install on PostgreSQL that a plain ledger does not have: every trigger of
+# the ledger's tables, read from the catalog, so a guard a later migration adds is dropped too.
+GUARD_TRIGGERS_SQL = """
+    SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+    WHERE NOT t.tgisinternal AND c.relname LIKE 'ledger\\_%'
+      AND c.relnamespace = current_schema()::regnamespace
+"""
 
 ANALYZE_SQL = "ANALYZE ledger_accounts, ledger_transfers, ledger_entries, ledger_commit_checks"
 LOCK_SQL = "SELECT id FROM ledger_accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
@@ -253,8 +252,10 @@ def seed_template(url: str, opts: Options) -> Chart:
 def make_plain(url: str) -> None:
     """Drop our guards: what is left is a plain ledger schema with the same tables."""
     with psycopg.connect(url, autocommit=True) as conn:
-        for trigger, table in GUARD_TRIGGERS:
-            conn.execute(f"DROP TRIGGER {trigger} ON {table}")  # type: ignore[arg-type]
+        guards = conn.execute(GUARD_TRIGGERS_SQL).fetchall()  # type: ignore[arg-type]
+        assert guards, "no ledger triggers found: is the database migrated?"
+        for trigger, table in guards:
+            conn.execute(f'DROP TRIGGER "{trigger}" ON "{table}"')  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from pydantic import AliasChoices
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from quire import cli
+from deployments import cli
 from quire.db import normalize_url
 from quire.settings import Settings
 
