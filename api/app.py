@@ -10,7 +10,12 @@ from fastapi import FastAPI
 from api import errors, openapi
 from api.deps import token_config
 from api.events.hub import EventHub
-from api.observability import Metrics, ObservabilityMiddleware, configure_logging
+from api.observability import (
+    Metrics,
+    ObservabilityMiddleware,
+    configure_logging,
+    install_request_id_logging,
+)
 from api.routes import auth, health, ledger, orders, reviews, stream, users
 from quire.db import Database
 from quire.settings import Settings, get_settings
@@ -69,9 +74,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     for module in (auth, users, orders, reviews, ledger, stream, health):
         app.include_router(module.router)
     app.include_router(auth.me_router)
+    # Added first, so it runs inside ObservabilityMiddleware: a 500 still has its request id.
+    app.add_middleware(errors.LastResort)
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
     )
+    install_request_id_logging()
     return app
 
 

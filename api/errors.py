@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import request_id_var
 from api.openapi import error_response
@@ -162,10 +163,50 @@ def install(app: FastAPI) -> None:
         }.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, detail, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return problem(500, "internal_error", "something went wrong on our side")
+    # No handler for `Exception` here on purpose: Starlette hands that one to its outermost
+    # ServerErrorMiddleware, which answers and then re-raises, so uvicorn drops the connection
+    # and the request id is already gone. `LastResort` (installed by the app, inside the request
+    # id middleware) answers unexpected errors instead.
+
+
+class LastResort:
+    """Pure-ASGI catch-all: an unexpected exception becomes a 500 problem body, not a dropped
+    connection.
+
+    It sits inside `ObservabilityMiddleware`, so the request id is still set: the traceback is
+    logged once, with the id in its record, and the answer carries the id in its body and (added
+    on the way out) in `X-Request-ID`. The exception is not re-raised, so the server keeps the
+    keep-alive connection. If the response had already started (a stream broke half-way) there is
+    no status left to change: the error is logged and the call returns with the body unfinished,
+    which makes the server close that connection (re-raising would log the traceback twice).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception(
+                "unhandled error",
+                extra={"method": scope.get("method"), "path": scope.get("path")},
+            )
+            if started:
+                return
+            response = problem(500, "internal_error", "something went wrong on our side")
+            await response(scope, receive, send)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
