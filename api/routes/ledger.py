@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query
 
 from api.deps import Work
 from api.errors import responses
-from ledger import access
+from ledger import service
 from ledger.balances import entry_cursor, statement_window
 from ledger.schemas import (
     PERIOD,
@@ -36,13 +36,13 @@ async def list_accounts(
     work: Work, currency: CurrencyCode | None = None, kind: str | None = None
 ) -> list[AccountOut]:
     """Finance and admins see every account; a specialist sees their own."""
-    return [AccountOut.of(a) for a in await work.read(access.list_accounts, currency, kind)]
+    return [AccountOut.of(a) for a in await work.read(service.list_accounts, currency, kind)]
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut, responses=READ_ERRORS)
 async def get_account(account_id: uuid.UUID, work: Work) -> AccountOut:
     """The current balance, read in O(1) from the maintained balance."""
-    return AccountOut.of(await work.read(access.read_account, account_id))
+    return AccountOut.of(await work.read(service.read_account, account_id))
 
 
 @router.get("/accounts/{account_id}/statement", response_model=StatementOut, responses=READ_ERRORS)
@@ -77,7 +77,7 @@ async def get_statement(
     """Entries of a period with a running balance (`period=YYYY-MM`, or `start` and `end`)."""
     start, end = statement_window(period, start, end)
     after_entry = entry_cursor(cursor)
-    st = await work.read(access.read_statement, account_id, start, end, after_entry, limit)
+    st = await work.read(service.read_statement, account_id, start, end, after_entry, limit)
     return StatementOut(
         account=AccountOut.of(st.account),
         start=start,
@@ -109,7 +109,7 @@ async def get_statement(
 )
 async def post_transfer(body: TransferIn, work: Work) -> TransferOut:
     """A manual, balanced journal entry (finance). Replaying its idempotency key is safe."""
-    return TransferOut.model_validate(await work.write(access.post_transfer, body))
+    return TransferOut.model_validate(await work.write(service.post_transfer, body))
 
 
 @router.post(
@@ -122,7 +122,7 @@ async def post_transfer(body: TransferIn, work: Work) -> TransferOut:
 async def reverse_transfer(transfer_id: uuid.UUID, body: ReverseIn, work: Work) -> TransferOut:
     """Correct a transfer by posting its mirror image (nothing is ever edited)."""
     return TransferOut.model_validate(
-        await work.write(access.reverse_transfer, transfer_id, body.reason)
+        await work.write(service.reverse_transfer, transfer_id, body.reason)
     )
 
 
@@ -130,18 +130,18 @@ async def reverse_transfer(transfer_id: uuid.UUID, body: ReverseIn, work: Work) 
 async def list_invoices(
     work: Work, period: Annotated[str | None, Query(pattern=PERIOD.pattern)] = None
 ) -> list[InvoiceOut]:
-    return [InvoiceOut.model_validate(i) for i in await work.read(access.list_invoices, period)]
+    return [InvoiceOut.model_validate(i) for i in await work.read(service.list_invoices, period)]
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut, responses=READ_ERRORS)
 async def get_invoice(invoice_id: uuid.UUID, work: Work) -> InvoiceOut:
-    return InvoiceOut.model_validate(await work.read(access.read_invoice, invoice_id))
+    return InvoiceOut.model_validate(await work.read(service.read_invoice, invoice_id))
 
 
 @router.post("/invoices", status_code=201, response_model=InvoiceOut, responses=WRITE_ERRORS)
 async def create_invoice(body: InvoiceDraft, work: Work) -> InvoiceOut:
     """Draft the next version of a specialist's invoice for a period."""
-    return InvoiceOut.model_validate(await work.write(access.create_invoice, body))
+    return InvoiceOut.model_validate(await work.write(service.create_invoice, body))
 
 
 IfMatch = Annotated[
@@ -156,7 +156,7 @@ async def edit_invoice(
 ) -> InvoiceOut:
     """Edit a draft. A stale `If-Match` (someone edited it since) is a 409."""
     return InvoiceOut.model_validate(
-        await work.write(access.change_invoice, invoice_id, "edit", if_match, body.lines)
+        await work.write(service.change_invoice, invoice_id, "edit", if_match, body.lines)
     )
 
 
@@ -171,7 +171,7 @@ async def correct_invoice(
 ) -> InvoiceOut:
     """Supersede an issued invoice with a corrected version and post the adjustment."""
     return InvoiceOut.model_validate(
-        await work.write(access.change_invoice, invoice_id, "correct", if_match, body.lines)
+        await work.write(service.change_invoice, invoice_id, "correct", if_match, body.lines)
     )
 
 
@@ -184,7 +184,7 @@ for _action, _summary in (
     def _make(action: str) -> Any:
         async def change(invoice_id: uuid.UUID, work: Work, if_match: IfMatch) -> InvoiceOut:
             return InvoiceOut.model_validate(
-                await work.write(access.change_invoice, invoice_id, action, if_match)
+                await work.write(service.change_invoice, invoice_id, action, if_match)
             )
 
         return change

@@ -1,5 +1,6 @@
-"""Who may read and move money. Finance and admins see the whole tenant's ledger; a specialist
-sees only their own accounts and invoices (anything else looks missing)."""
+"""The ledger's operations for its callers, with who may read and move money: finance and
+admins see the whole tenant's ledger; a specialist sees only their own accounts and invoices
+(anything else looks missing)."""
 
 from __future__ import annotations
 
