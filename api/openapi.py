@@ -88,6 +88,53 @@ def _implied_errors(operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
+# Every request refuses a NUL character (U+0000): bodies through `quire.inputs.Input`, the query,
+# path and headers in the request middleware. Strings without a pattern of their own say so.
+NO_NUL = "^[^\\x00]*$"
+
+
+def _refuse_nul(schema: Any, components: dict[str, Any], seen: set[str]) -> None:
+    """Give every free-text string reachable from `schema` the NUL-free pattern."""
+    if isinstance(schema, list):
+        for item in schema:
+            _refuse_nul(item, components, seen)
+        return
+    if not isinstance(schema, dict):
+        return
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[1]
+        if name not in seen:
+            seen.add(name)
+            _refuse_nul(components.get(name), components, seen)
+        return
+    free_text = not ({"pattern", "enum", "const", "format"} & set(schema))
+    if schema.get("type") == "string" and free_text:
+        schema["pattern"] = NO_NUL
+    if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
+        schema.setdefault("propertyNames", {"pattern": NO_NUL})  # a free-form map's keys
+    for key in ("properties", "items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+        value = schema.get(key)
+        if key == "properties" and isinstance(value, dict):
+            value = list(value.values())
+        _refuse_nul(value, components, seen)
+
+
+def document_request_text(spec: dict[str, Any]) -> None:
+    """State the NUL rule on every parameter and request body (see `NO_NUL`)."""
+    components = spec.get("components", {}).get("schemas", {})
+    seen: set[str] = set()
+    for path_item in spec.get("paths", {}).values():
+        for method in HTTP_METHODS:
+            operation = path_item.get(method)
+            if operation is None:
+                continue
+            for parameter in operation.get("parameters", []):
+                _refuse_nul(parameter.get("schema"), components, seen)
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _refuse_nul(media.get("schema"), components, seen)
+
+
 def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
     """Rewrite every operation's error responses to the truth (see the module docstring)."""
     for path_item in spec.get("paths", {}).values():
@@ -111,6 +158,7 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
     schemas = spec.get("components", {}).get("schemas", {})
     for name in FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
+    document_request_text(spec)
     return spec
 
 

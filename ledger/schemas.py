@@ -1,7 +1,7 @@
 """Every shape the ledger accepts or returns, in one module.
 
 Request models are domain inputs (`quire.inputs.Input`: no unknown fields, no NUL characters):
-`ledger.access` and `ledger.invoices` take them as they are, so the HTTP layer and any other
+`ledger.service` and `ledger.invoices` take them as they are, so the HTTP layer and any other
 caller (flows, the command line) are held to the same rules. Response models are the API's view
 of ledger rows; they live here rather than in `api/schemas.py` so that one file describes the
 ledger's whole contract (and its OpenAPI constraints), and they are plain pydantic, so the domain
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ledger.balances import PERIOD, normal_balance
 from ledger.models import Account
 from quire.inputs import Input
-from quire.money import AmountMinor, CurrencyCode
+from quire.money import AmountMinor, CurrencyCode, MinorUnits
 
 # ---------------------------------------------------------------------------------------------
 # Requests
@@ -27,9 +27,7 @@ from quire.money import AmountMinor, CurrencyCode
 
 class LegIn(Input):
     account_id: uuid.UUID
-    amount_minor: int = Field(
-        description="Positive debits, negative credits (minor units).", strict=True
-    )
+    amount_minor: MinorUnits = Field(description="Positive debits, negative credits (minor units).")
     currency: CurrencyCode | None = Field(
         default=None, description="If given, must be the account's currency (a guard)."
     )

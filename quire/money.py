@@ -10,7 +10,7 @@ from functools import cache
 from typing import Annotated
 
 from iso4217 import Currency
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 # Larger than any real single order or payout (10^13 minor units = 100 billion USD), small enough
 # that sums of millions of them stay far inside a signed 64-bit integer.
@@ -76,6 +76,19 @@ CurrencyCode = Annotated[
         description="An ISO 4217 currency code with a minor unit (USD, EUR, JPY, ...).",
     ),
 ]
+
+
+def whole_number(value: object) -> object:
+    """JSON has one number type: `1200.0` is the integer 1200 (JSON Schema's `integer` agrees), so
+    it is taken as one; `12.5`, `"1200"` and `true` still fail the strict integer check after."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer count of minor units: strict (no strings, no bools), whole JSON numbers accepted.
+MinorUnits = Annotated[int, Field(strict=True), BeforeValidator(whole_number)]
+# (Field before the validator: the other order loses the JSON Schema keywords of the bounds.)
 AmountMinor = Annotated[
     int,
     Field(
@@ -84,4 +97,5 @@ AmountMinor = Annotated[
         strict=True,
         description="Integer amount in the currency's minor unit (cents for USD, yen for JPY).",
     ),
+    BeforeValidator(whole_number),
 ]

@@ -13,7 +13,7 @@ from quire.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
 from quire.db import utcnow
 from quire.errors import Conflict, NotFound
 from quire.inputs import Input
-from quire.money import CurrencyCode, validate_currency
+from quire.money import CurrencyCode, MinorUnits, validate_currency
 from quire.people.actor import Actor
 from quire.people.models import Role, SpecialistProfile, Tenant, User
 
@@ -24,7 +24,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class ProfileDraft(Input):
     payout_currency: CurrencyCode
     skills: list[str] = Field(default_factory=list, max_length=50)
-    rate_minor: int = Field(default=0, ge=0, le=10**9, strict=True)
+    rate_minor: MinorUnits = Field(default=0, ge=0, le=10**9)
     rate_currency: CurrencyCode | None = None
 
 

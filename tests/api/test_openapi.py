@@ -12,6 +12,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from quire.money import currency_codes
+from tests.support.world import publish_order
 
 METHODS = ("get", "put", "post", "delete", "patch")
 PROBLEM = {"schema": {"$ref": "#/components/schemas/Problem"}}
@@ -141,3 +142,14 @@ async def test_a_body_that_cannot_be_read_is_one_400_malformed_json(client, worl
     assert response.status_code == 400, why
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "malformed_json", why
+
+
+async def test_a_whole_json_number_is_an_integer_amount_as_the_schema_says(client, world):
+    """JSON Schema's `integer` includes 1200.0; strings and fractions are still refused."""
+    order = await publish_order(client, world.manager, mode="bidding")
+    url = f"/orders/{order['id']}/bids"
+    placed = await client.post(url, json={"amount_minor": 1200.0}, headers=world.specialist.auth)
+    assert (placed.status_code, placed.json()["amount_minor"]) == (201, 1200)
+    for bad in ("1200", 12.5, True):
+        refused = await client.post(url, json={"amount_minor": bad}, headers=world.specialist.auth)
+        assert refused.status_code == 422, bad
