@@ -114,7 +114,9 @@ def _clean_errors(raw: list[Any]) -> list[dict[str, Any]]:
 
 def domain_problem(exc: DomainError) -> JSONResponse:
     """The response for a domain failure (also for routes that must add headers to it)."""
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers: dict[str, str] | None = None
+    if "retry_after" in exc.details:  # 429 and 423: when to come back, in seconds
+        headers = {"Retry-After": str(exc.details["retry_after"])}
     if isinstance(exc, Unauthenticated):
         headers = {"WWW-Authenticate": "Bearer"}
     extra = {k: v for k, v in exc.details.items() if k not in ("retry_after",)} or None

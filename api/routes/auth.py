@@ -12,7 +12,7 @@ from quire.auth import rate_limit
 from quire.auth import service as auth
 from quire.auth.service import Granted, LoginPolicy, normalize_email
 from quire.db import Database, utcnow
-from quire.errors import Locked, Unauthenticated
+from quire.errors import Unauthenticated
 from quire.inputs import Input
 from quire.people.service import get_user
 from quire.settings import Settings
@@ -102,11 +102,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> TokenOut
             )
         )
     if isinstance(outcome, auth.Denied):
-        if isinstance(outcome.error, Locked):
-            locked = domain_problem(outcome.error)
-            locked.headers["Retry-After"] = str(outcome.error.details["retry_after"])
-            return locked
-        raise outcome.error
+        raise outcome.error  # after the failure was counted and committed
     return _respond(response, outcome, settings)
 
 

@@ -14,6 +14,7 @@ from api.deps import CurrentActor, authenticate
 from api.errors import responses
 from api.events.hub import EventHub, LiveEvent, SlowConsumer
 from quire.errors import DomainError
+from quire.inputs import BIGINT_MAX
 from quire.people.actor import Actor
 
 router = APIRouter(tags=["events"])
@@ -58,9 +59,10 @@ async def follow(
 async def stream(
     request: Request,
     actor: CurrentActor,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=BIGINT_MAX)] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Same as the Last-Event-ID header.")
+        int | None,
+        Query(ge=0, le=BIGINT_MAX, description="Same as the Last-Event-ID header."),
     ] = None,
 ) -> EventSourceResponse:
     """Follow the marketplace live. Reconnect with `Last-Event-ID` to get what you missed."""
@@ -91,7 +93,7 @@ async def stream(
 async def stream_ws(
     websocket: WebSocket,
     access_token: Annotated[str | None, Query()] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=BIGINT_MAX)] = None,
 ) -> None:
     """The same events as JSON text frames. Browsers cannot set headers on a WebSocket, so the
     credential may come as `?access_token=` (or the usual Authorization header)."""

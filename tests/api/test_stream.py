@@ -675,6 +675,27 @@ async def test_sse_without_credentials_is_401(shared: Shared) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("query", str(2**63)), ("query", str(2**70)), ("header", str(2**70)), ("query", "-1")],
+)
+async def test_a_resume_position_outside_the_event_ids_range_is_a_422(
+    shared: Shared, where: str, value: str
+) -> None:
+    """Event ids are BIGINT: a position no event can have is refused, never sent to the database."""
+    world = await shared.world(f"far-{where}-{abs(hash(value)) % 10**8}")
+    headers = {"Accept": "text/event-stream", **world.manager.auth}
+    params: dict[str, str] = {}
+    if where == "header":
+        headers["Last-Event-ID"] = value
+    else:
+        params["after"] = value
+    async with api(shared.server) as c:
+        response = await c.get("/events", headers=headers, params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
 @pytest.mark.parametrize("transport", ["sse", "websocket"])
 async def test_a_client_that_goes_away_is_unsubscribed(shared: Shared, transport: str) -> None:
     """Closing the connection releases the subscription at once, not at the tenant's next event
