@@ -50,6 +50,12 @@ HEADERS: dict[int, dict[str, Any]] = {
             "schema": {"type": "string"},
         }
     },
+    423: {
+        "Retry-After": {
+            "description": "Seconds until the lockout ends, when the server knows.",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
     429: {
         "Retry-After": {
             "description": "Seconds to wait before trying again.",
