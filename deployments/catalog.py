@@ -1,7 +1,13 @@
-"""Every Quire deployment, as Python: what `quire worker` serves in the embedded mode.
+"""Every Quire deployment, declared once.
 
-`prefect.yaml` declares the same deployments for `prefect deploy --all` (server mode, work pool
-`quire`); a test checks that both say the same thing (names, entrypoints, schedules).
+Two renderings follow from this catalog:
+
+- `runner_deployments()`: what `quire worker` serves in the embedded mode;
+- `prefect.yaml` (`deployments/prefect_yaml.py`, written by `quire deployments render`): what
+  `prefect --no-prompt deploy --all` creates in server mode, on the `quire` work pool.
+
+A new deployment (payroll, reconciliation) is one more `Deployment` here, then
+`quire deployments render`; a test fails while the checked-in prefect.yaml is not the rendering.
 """
 
 from __future__ import annotations
@@ -16,18 +22,22 @@ from flows.maintenance import marketplace_maintenance
 from flows.outbox_relay import outbox_relay
 from flows.qa_pipeline import qa_pipeline
 
+WORK_POOL = "quire"  # server mode: the pool `prefect deploy --all` targets and workers poll
+
 
 @dataclass(frozen=True)
 class Deployment:
     name: str
     flow: Flow[..., Any]
-    entrypoint: str
+    entrypoint: str  # relative to the project root (where prefect.yaml is)
     description: str
     cron: str | None = None
     timezone: str = "UTC"
     concurrency_limit: int | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    # Runs are created with parameters validated against the flow's typed signature.
+    enforce_parameter_schema: bool = True
 
     @property
     def full_name(self) -> str:
@@ -39,14 +49,18 @@ CATALOG: tuple[Deployment, ...] = (
         name="qa-pipeline",
         flow=qa_pipeline,
         entrypoint="flows/qa_pipeline.py:qa_pipeline",
-        description="QA of one submission, from automated checks to a verdict.",
+        description=(
+            "QA of one submission: automated checks, human review stages (suspended until a "
+            "reviewer decides), then acceptance and earnings. Started by the outbox relay for "
+            "order.submitted."
+        ),
         tags=("quire", "qa"),
     ),
     Deployment(
         name="outbox-relay",
         flow=outbox_relay,
         entrypoint="flows/outbox_relay.py:outbox_relay",
-        description="Hands unrelayed domain events to Prefect.",
+        description=("Hands unrelayed domain events to Prefect (order.submitted starts a QA run)."),
         cron="* * * * *",
         concurrency_limit=1,
         parameters={"max_batches": 50},
@@ -56,7 +70,11 @@ CATALOG: tuple[Deployment, ...] = (
         name="maintenance",
         flow=marketplace_maintenance,
         entrypoint="flows/maintenance.py:marketplace_maintenance",
-        description="Hourly marketplace maintenance.",
+        description=(
+            "Hourly: releases overdue claims, expires stale orders, hands back work whose "
+            "review timed out, prunes relayed events past retention, publishes marketplace "
+            "statistics."
+        ),
         cron="0 * * * *",
         concurrency_limit=1,
         tags=("quire", "maintenance"),
@@ -74,7 +92,7 @@ def runner_deployments(*, schedules: bool = True) -> list[Any]:
             parameters=d.parameters,
             tags=list(d.tags),
             concurrency_limit=d.concurrency_limit,
-            enforce_parameter_schema=True,
+            enforce_parameter_schema=d.enforce_parameter_schema,
         )
         for d in CATALOG
     ]

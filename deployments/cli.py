@@ -78,6 +78,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deployments_render(args: argparse.Namespace) -> int:
+    """Write prefect.yaml from the deployment catalog; with --check, only say whether it is."""
+    from pathlib import Path
+
+    from deployments.prefect_yaml import PREFECT_YAML, RENDER_COMMAND, is_current, write
+
+    path = Path(args.output) if args.output else PREFECT_YAML
+    if args.check:
+        if is_current(path):
+            print(f"{path} is the rendering of deployments/catalog.py")
+            return 0
+        print(f"{path} is not the rendering of deployments/catalog.py: run `{RENDER_COMMAND}`")
+        return 1
+    print(f"{path} {'written' if write(path) else 'already current'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         "--no-schedules", action="store_true", help="serve on demand only (no cron schedules)"
     )
     worker.set_defaults(func=cmd_worker)
+
+    deployments = sub.add_parser("deployments", help="the deployment catalog")
+    deployments_sub = deployments.add_subparsers(dest="deployments_command", required=True)
+    render = deployments_sub.add_parser(
+        "render", help="write prefect.yaml (server mode) from deployments/catalog.py"
+    )
+    render.add_argument("--check", action="store_true", help="exit 1 if prefect.yaml is stale")
+    render.add_argument("--output", default=None, help="another path than ./prefect.yaml")
+    render.set_defaults(func=cmd_deployments_render)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
