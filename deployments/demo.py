@@ -1,36 +1,43 @@
 """`quire demo`: the marketplace -> QA -> ledger path, end to end, on the embedded defaults.
 
     migrate and seed the demo tenant (SQLite under the data directory)
-    -> start Prefect's temporary server and `quire worker` (every deployment, served)
+    -> start `prefect server start` (API and UI; its own SQLite database under the data
+       directory) and `quire worker` (every deployment, served)
     -> start the API
     -> specialists log in, claim and submit through the HTTP API
     -> the outbox relay starts one QA run per submission; the checks run
     -> the demo reviewer approves through the API, which resumes the suspended runs
     -> earnings land in the ledger; print a summary
-    -> keep everything running (API docs, Prefect UI) until Ctrl-C, unless --exit
+    -> keep everything running (API docs, Prefect UI) until Ctrl-C or SIGTERM, unless --exit
 
 Everything a user would do goes through the real interfaces: HTTP for people, Prefect for runs.
+The console shows the demo's steps; the server, the worker and the API log to files under
+`<data>/logs`. Ctrl-C or SIGTERM stops every child (the API and the worker, then the Prefect
+server) within seconds: see `deployments/processes.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from deployments import prefect_server
 from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT
+from deployments.processes import process, sigterm_as_interrupt, start, stop, uninterrupted
 from quire.money import format_minor
 from quire.settings import get_settings
 
+__all__ = ["deployments_served", "process", "run", "wait_for"]  # bench/ uses the first three
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+READY_MESSAGE = "Everything keeps running for you to explore. Ctrl-C to stop."
 WORK = {
     "writer1@demo.quire": (
         "Landing page copy for a fintech launch",
@@ -63,26 +70,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-@contextlib.contextmanager
-def process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process in its own group, logging to `log`, stopped (with its children) on exit."""
-    with log.open("wb") as out:
-        child = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
-        )
-        try:
-            yield child
-        finally:
-            if child.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGTERM)
-                try:
-                    child.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
-                    child.wait(10)
-
-
 class Api:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -90,9 +77,10 @@ class Api:
         self.tokens: dict[str, str] = {}
 
     def ready(self) -> bool:
-        with contextlib.suppress(httpx.HTTPError):
+        try:
             return self.http.get("/health/ready").status_code == 200
-        return False
+        except httpx.HTTPError:
+            return False
 
     def login(self, email: str) -> None:
         body = {"tenant": DEMO_TENANT, "email": email, "password": DEMO_PASSWORD}
@@ -105,49 +93,81 @@ class Api:
         return self.http.request(method, path, headers=headers, **kwargs)
 
 
+def _alive(child: subprocess.Popen[bytes], name: str, log: Path) -> bool:
+    if child.poll() is not None:
+        raise RuntimeError(f"{name} exited ({child.returncode}): see {log}")
+    return True
+
+
 def run(*, exit_when_done: bool = False) -> int:
+    """The demo; 0 once it has walked the path and been stopped (or at once with --exit)."""
     settings = get_settings()
     data = settings.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    # Prefect keeps its own database (runs, artifacts) and results under the data directory.
-    os.environ.setdefault("PREFECT_HOME", str(data / "prefect"))
-    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(data / "prefect" / "results"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    home = data / "prefect"
+    host = "127.0.0.1"
+    port = int(os.environ.get("PREFECT_SERVER_API_PORT") or 0) or prefect_server.free_port_from(
+        prefect_server.DEFAULT_PORT
+    )
+    # Prefect keeps its own database (runs, artifacts) and results under the data directory;
+    # the worker and the API (children) inherit these, the server gets its own settings on top.
+    os.environ.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=f"http://{host}:{port}/api",
+        PREFECT_LOCAL_STORAGE_PATH=str(home / "results"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
     os.environ.setdefault("QUIRE_DATABASE_BLOCK", "")
+    api_url = os.environ["PREFECT_API_URL"]
+    server_env = {**os.environ, **prefect_server.server_environment(home, host, port)}
 
-    step("starting Prefect's temporary server (takes ~15-40 s)")
-    from prefect.server.api.server import SubprocessASGIServer
-
-    prefect_server = SubprocessASGIServer()
-    prefect_server.start(timeout=180)
-    os.environ["PREFECT_API_URL"] = prefect_server.api_url
-    ui = prefect_server.api_url.removesuffix("/api")
-    try:
-        with (
-            process([sys.executable, "-m", "deployments.cli", "worker"], logs / "worker.log"),
-            process(
-                [sys.executable, "-m", "deployments.cli", "api"], logs / "api.log"
-            ) as api_process,
-        ):
-            api = Api(f"http://{settings.api_host}:{settings.api_port}")
+    children: list[subprocess.Popen[bytes]] = []  # the server's clients: they stop first
+    servers: list[subprocess.Popen[bytes]] = []
+    with sigterm_as_interrupt():
+        try:
+            step(f"starting the Prefect server on port {port} (takes ~10-40 s)")
+            server_log = logs / "prefect-server.log"
+            server = start(prefect_server.server_command(host, port), server_log, env=server_env)
+            servers.append(server)
+            wait_for(
+                "the Prefect server",
+                lambda: (
+                    _alive(server, "the Prefect server", server_log)
+                    and prefect_server.healthy(api_url)
+                ),
+                180,
+            )
             step(f"starting the API and the worker (logs in {logs})")
-            wait_for("the API", lambda: api.ready() or api_process.poll() is not None, 120)
-            if api_process.poll() is not None:
-                raise RuntimeError(f"the API exited: see {logs / 'api.log'}")
+            worker_log, api_log = logs / "worker.log", logs / "api.log"
+            children.append(start([sys.executable, "-m", "deployments.cli", "worker"], worker_log))
+            worker = children[-1]
+            children.append(start([sys.executable, "-m", "deployments.cli", "api"], api_log))
+            api_process = children[-1]
+            api = Api(f"http://{settings.api_host}:{settings.api_port}")
+            wait_for(
+                "the API", lambda: _alive(api_process, "the API", api_log) and api.ready(), 120
+            )
             step("waiting for the worker to serve the deployments")
-            wait_for("the deployments", deployments_served, 180)
+            wait_for(
+                "the deployments",
+                lambda: _alive(worker, "the worker", worker_log) and deployments_served(),
+                180,
+            )
             summary = walk_through(api)
-            print_summary(summary, api.base_url, ui)
+            print_summary(summary, api.base_url, api_url.removesuffix("/api"))
             if exit_when_done:
                 return 0
-            print("Everything keeps running for you to explore. Ctrl-C to stop.", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
-    finally:
-        prefect_server.stop()
-    return 0
+            print(READY_MESSAGE, flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nStopping the API, the worker and the Prefect server...", flush=True)
+            return 0
+        finally:
+            with uninterrupted():
+                stop(children)  # before the server: the worker pauses its schedules there
+                stop(servers)
 
 
 def deployments_served(*names: str) -> bool:

@@ -3,30 +3,74 @@
 Flow runs execute in subprocesses of this process, so a suspended QA run holds nothing while it
 waits for a reviewer. In server mode use a Prefect worker on the `quire` work pool instead
 (`prefect deploy --all` from prefect.yaml, then `prefect worker start --pool quire`).
+
+SIGTERM stops it as promptly as Ctrl-C does (see `_Runner`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
-from prefect import serve
+import anyio
+from prefect.runner import Runner
 
 import flows
 from deployments.catalog import runner_deployments
 
 # Entrypoints (flows/qa_pipeline.py:...) are relative to the project root.
 PROJECT_ROOT = Path(flows.__file__).resolve().parent.parent
+PAUSE_TIMEOUT_SECONDS = 3.0
+
+
+class _Runner(Runner):
+    """Prefect's runner, stopping on SIGTERM the way it stops on Ctrl-C.
+
+    Prefect 3.8.8's own SIGTERM handler (`Runner.handle_sigterm`) calls the synchronous `stop()`
+    inside the signal handler, which blocks the thread that runs the runner's event loop until a
+    coroutine on Prefect's loop thread has cancelled every flow run and then `sys.exit`s out of
+    the loop: the worker went on for more than 30 s after SIGTERM. Here SIGTERM cancels the
+    runner's main task instead, which is what `asyncio.run` does on Ctrl-C: the runner leaves its
+    `async with` (its flow-run processes are stopped, the schedules paused) and `main` returns.
+    """
+
+    _main_task: asyncio.Task[Any] | None = None
+
+    async def start(self, run_once: bool = False, webserver: bool | None = None) -> None:
+        self._main_task = asyncio.current_task()
+        await super().start(run_once=run_once, webserver=webserver)
+
+    async def _pause_schedules(self) -> None:
+        # Pausing talks to the server; a server already gone (or going) must not hold the
+        # shutdown for the client's retries (over a minute).
+        with anyio.move_on_after(PAUSE_TIMEOUT_SECONDS):
+            await super()._pause_schedules()
+
+    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        task = self._main_task
+        if task is None or task.done():
+            raise SystemExit(0)
+        self._logger.info("SIGTERM received, shutting down...")
+        task.get_loop().call_soon_threadsafe(task.cancel)
 
 
 def main(*, limit: int = 8, poll_seconds: float = 2.0, schedules: bool = True) -> None:
     os.chdir(PROJECT_ROOT)
-    serve(
-        *runner_deployments(schedules=schedules),
+    deployments = runner_deployments(schedules=schedules)
+    runner = _Runner(
         limit=limit,
         query_seconds=poll_seconds,  # how soon a new run (a submission's QA) is picked up
-        print_starting_message=True,
     )
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    names = ", ".join(d.full_name for d in deployments)
+    print(f"quire worker: serving {names}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # how it stops
+        asyncio.run(runner.start())
+    print("quire worker: stopped", flush=True)
 
 
 if __name__ == "__main__":

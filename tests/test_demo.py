@@ -1,37 +1,194 @@
-"""The README's main command, end to end: `quire demo --exit` on the embedded defaults."""
+"""The README's main command, end to end, as a newcomer meets it: `quire demo`.
+
+It walks an order from claim to earnings, leaves the Prefect UI serving the deployments and the
+QA reports, keeps running, and stops, every child with it, on Ctrl-C (SIGINT to the whole
+foreground process group, as a terminal sends it) or on SIGTERM to the main process alone.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import free_port
+from deployments.demo import READY_MESSAGE
+from tests.support.net import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+STOPPED_WITHIN_SECONDS = 20.0  # SIGTERM grace per stage is 8 s; usually done in about 4 s
+JWT_SECRET = "demo-test-secret-that-is-long-enough-0123456789"
 
 
-@pytest.mark.slow
-def test_the_demo_walks_an_order_from_claim_to_earnings(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "QUIRE_DATA_DIR": str(tmp_path / "data"),
-        "QUIRE_API_PORT": str(free_port()),
-        "QUIRE_JWT_SECRET": "demo-test-secret-that-is-long-enough-0123456789",
-    }
-    for name in ("DATABASE_URL", "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH"):
-        env.pop(name, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "demo", "--exit"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
+class Demo:
+    """`quire demo` in its own process group (as a shell runs a foreground job)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.data = tmp / "data"
+        self.api_port, self.prefect_port = free_port(), free_port()
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("PREFECT_", "QUIRE_")) and name != "DATABASE_URL"
+        }
+        env.update(
+            QUIRE_DATA_DIR=str(self.data),
+            QUIRE_API_PORT=str(self.api_port),
+            QUIRE_JWT_SECRET=JWT_SECRET,
+            PREFECT_SERVER_API_PORT=str(self.prefect_port),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            DO_NOT_TRACK="1",
+        )
+        self.console = tmp / "console.txt"
+        with self.console.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "deployments.cli", "demo"],
+                env=env,
+                cwd=tmp,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                process_group=0,
+            )
+
+    def output(self) -> str:
+        return self.console.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            if self.process.poll() is not None:
+                pytest.fail(f"the demo exited ({self.process.returncode}) before {text!r}:\n{out}")
+            time.sleep(0.5)
+        pytest.fail(f"no {text!r} after {timeout:.0f}s:\n{self.output()[-3000:]}")
+
+    def processes(self) -> set[int]:
+        """The demo and every process that carries its data directory in its environment: its
+        children, theirs (flow runs), and any that outlived it (orphans)."""
+        marker = f"QUIRE_DATA_DIR={self.data}".encode()
+        found = {self.process.pid} if self.process.poll() is None else set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environment = (entry / "environ").read_bytes().split(b"\0")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker in environment and state != "Z":
+                found.add(int(entry.name))
+        return found
+
+    def stop(self, sig: signal.Signals, *, whole_group: bool) -> float:
+        """Send `sig` (to the process group, or to the main process only); seconds to exit."""
+        started = time.monotonic()
+        if whole_group:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(STOPPED_WITHIN_SECONDS + 30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo still runs {STOPPED_WITHIN_SECONDS + 30:.0f}s after {sig.name}")
+        return time.monotonic() - started
+
+    def kill_leftovers(self) -> None:
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.wait(10)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def assert_everything_stopped(demo: Demo, seconds: float, children: set[int], sig: str) -> None:
+    assert seconds < STOPPED_WITHIN_SECONDS, f"the demo took {seconds:.1f}s to stop on {sig}"
+    assert demo.process.returncode == 0, demo.output()[-3000:]
+    time.sleep(0.5)  # anything left would be an orphan now, re-parented and still running
+    left = demo.processes()
+    assert not left, f"left running after {sig}: {left} (children were {sorted(children)})"
+    assert not listening(demo.prefect_port), "the Prefect server's port is still taken"
+    assert not listening(demo.api_port), "the API's port is still taken"
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    running = Demo(tmp_path)
+    try:
+        yield running
+    finally:
+        running.kill_leftovers()
+
+
+def test_the_demo_walks_an_order_to_earnings_shows_it_in_the_prefect_ui_and_stops_on_ctrl_c(
+    demo: Demo,
+) -> None:
+    out = demo.wait_for_output(READY_MESSAGE, timeout=600)
+
+    # The walk-through, on the console: the steps, no server logs.
     assert out.count("accepted; earnings posted") == 2
     assert "specialist_payable" in out
-    assert (tmp_path / "data" / "quire.db").exists()
+    assert "Traceback" not in out, out
+    assert "database is locked" not in out, out
+    assert (demo.data / "quire.db").exists()
+    assert (demo.data / "logs" / "prefect-server.log").stat().st_size > 0
+
+    # The printed address serves the Prefect UI (the page, not a 404 JSON).
+    [ui] = re.findall(r"Prefect UI: (http://\S+)", out)
+    assert ui == f"http://127.0.0.1:{demo.prefect_port}"
+    page = httpx.get(ui, headers={"Accept": "text/html"}, follow_redirects=True, timeout=30)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.lstrip().lower().startswith("<!doctype html>")
+
+    # Through its API: the deployments with their schedules, and one QA report per submission.
+    prefect = httpx.Client(base_url=f"{ui}/api", timeout=30)
+    deployments = prefect.post("/deployments/filter", json={}).json()
+    schedules = {
+        d["name"]: sorted(
+            (s["schedule"]["cron"], s["schedule"]["timezone"]) for s in d["schedules"]
+        )
+        for d in deployments
+    }
+    assert schedules == {
+        "qa-pipeline": [],
+        "outbox-relay": [("* * * * *", "UTC")],
+        "maintenance": [("0 * * * *", "UTC")],
+    }
+    artifacts = prefect.post("/artifacts/filter", json={}).json()
+    reports = {a["key"] for a in artifacts if (a["key"] or "").startswith("qa-report-")}
+    assert len(reports) == 2, artifacts
+    assert {a["type"] for a in artifacts if a["key"] in reports} == {"markdown"}
+    prefect.close()
+
+    # Ctrl-C: SIGINT to the whole foreground process group.
+    children = demo.processes() - {demo.process.pid}
+    assert len(children) >= 3, children  # the Prefect server, the worker, the API
+    seconds = demo.stop(signal.SIGINT, whole_group=True)
+    assert_everything_stopped(demo, seconds, children, "Ctrl-C")
+
+
+def test_sigterm_to_the_demo_alone_stops_every_child(demo: Demo) -> None:
+    """As soon as the servers are up (the signal path, not the walk-through, is under test)."""
+    demo.wait_for_output("waiting for the worker to serve the deployments", timeout=300)
+    children = demo.processes() - {demo.process.pid}
+    assert len(children) >= 3, children
+    seconds = demo.stop(signal.SIGTERM, whole_group=False)
+    assert_everything_stopped(demo, seconds, children, "SIGTERM")
