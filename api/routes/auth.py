@@ -145,7 +145,7 @@ async def refresh(
     return _respond(response, outcome, settings)
 
 
-@router.post("/logout", status_code=204, responses=responses(401))
+@router.post("/logout", status_code=204)
 async def logout(
     request: Request,
     response: Response,
