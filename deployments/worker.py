@@ -27,14 +27,16 @@ PAUSE_TIMEOUT_SECONDS = 3.0
 
 
 class _Runner(Runner):
-    """Prefect's runner, stopping on SIGTERM the way it stops on Ctrl-C.
+    """Prefect's runner, stopping on SIGTERM as promptly as on Ctrl-C, server or no server.
 
-    Prefect 3.8.8's own SIGTERM handler (`Runner.handle_sigterm`) calls the synchronous `stop()`
-    inside the signal handler, which blocks the thread that runs the runner's event loop until a
-    coroutine on Prefect's loop thread has cancelled every flow run and then `sys.exit`s out of
-    the loop: the worker went on for more than 30 s after SIGTERM. Here SIGTERM cancels the
-    runner's main task instead, which is what `asyncio.run` does on Ctrl-C: the runner leaves its
-    `async with` (its flow-run processes are stopped, the schedules paused) and `main` returns.
+    - Shutdown pauses the deployments' schedules through the server. When the server has gone
+      first (the old demo's Ctrl-C reached Prefect's server directly) the client retried for
+      over a minute (70 s measured) before the worker exited: the pause gets a time limit here.
+    - Prefect 3.8.8's `Runner.handle_sigterm` calls `stop()` from inside the running event loop,
+      where it only makes a coroutine nobody awaits ("never awaited" warning), then raises
+      `SystemExit` at whatever point the loop was. Here SIGTERM cancels the runner's main task
+      instead, which is what `asyncio.run` does on Ctrl-C: the runner leaves its `async with`
+      (flow-run processes stopped, schedules paused) and `main` returns.
     """
 
     _main_task: asyncio.Task[Any] | None = None
