@@ -227,7 +227,12 @@ def prefect_server(stack: Stack, prefect_home: Path) -> Iterator[str]:
     server = stack.start(
         "prefect-server",
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        isolated_env(PREFECT_HOME=str(prefect_home), PREFECT_UI_ENABLED="false"),
+        isolated_env(
+            PREFECT_HOME=str(prefect_home),
+            PREFECT_UI_ENABLED="false",
+            # The scheduler's first pass comes within seconds instead of a minute.
+            PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+        ),
         cwd=stack.tmp,
     )
     stack.wait_until(
@@ -321,6 +326,31 @@ def api(
 
 
 # --- The test ------------------------------------------------------------------------------------
+
+
+def test_the_scheduler_creates_runs_of_every_scheduled_deployment(
+    stack: Stack, deployed: str
+) -> None:
+    """Each cron schedule of prefect.yaml becomes scheduled flow runs on the server: what makes the
+    relay run every minute and maintenance every hour. (With SQLAlchemy 2.1 Prefect 3.8's scheduler
+    failed on every pass, so nothing ever ran on a schedule; hence the 2.0 pin.)"""
+    scheduled = {d["name"] for d in prefect_yaml()["deployments"] if d.get("schedules")}
+    assert scheduled, "prefect.yaml schedules nothing"
+    deployments = httpx.post(f"{deployed}/deployments/filter", json={}, timeout=30).json()
+    names = {d["id"]: d["name"] for d in deployments if d["name"] in scheduled}
+    assert set(names.values()) == scheduled
+
+    def every_schedule_has_runs() -> bool:
+        query = {
+            "flow_runs": {
+                "deployment_id": {"any_": list(names)},
+                "state": {"type": {"any_": ["SCHEDULED"]}},
+            }
+        }
+        runs = httpx.post(f"{deployed}/flow_runs/filter", json=query, timeout=30).json()
+        return {names[run["deployment_id"]] for run in runs} == scheduled
+
+    stack.wait_until(every_schedule_has_runs, timeout=90, what="the scheduler's runs")
 
 
 def test_an_order_goes_through_qa_on_a_prefect_worker_and_is_accepted(
