@@ -4,9 +4,10 @@ FastAPI documents a 422 it never sends (`HTTPValidationError` under `application
 nothing of the errors our handlers and middleware produce. Rather than spelling those out on every
 route by hand, `install` wraps `app.openapi` and derives them from what each operation takes:
 
-- a request body: 400 (not JSON, or not UTF-8: `malformed_json`), 413 (`body_too_large`, from the
-  middleware) and 422 (`validation_failed`, or a domain rule's own code);
-- parameters: 422;
+- every operation: 422 (`validation_failed`: a NUL character in the query, path or a header, which
+  the middleware refuses for every request; failing parameters; a domain rule's own code);
+- a request body: also 400 (not JSON, or not UTF-8: `malformed_json`) and 413 (`body_too_large`,
+  from the middleware);
 - a credential (the operation declares the bearer scheme): 401.
 
 Statuses only the domain knows (403, 404, 409, 423, 429, 503) stay declared on the route with
@@ -84,11 +85,11 @@ def _is_fastapi_default_422(response: dict[str, Any]) -> bool:
 
 def _implied_errors(operation: dict[str, Any]) -> set[int]:
     """The errors the framework layer can answer for this operation, whatever the route does."""
-    statuses: set[int] = set()
+    # Any request can be refused 422 `validation_failed`: the request middleware refuses a NUL
+    # character in the query, path or any header before a route runs.
+    statuses: set[int] = {422}
     if "requestBody" in operation:
-        statuses |= {400, 413, 422}
-    if operation.get("parameters"):
-        statuses.add(422)
+        statuses |= {400, 413}
     if operation.get("security"):
         statuses.add(401)
     return statuses
@@ -154,8 +155,7 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
                 for code, response in responses.items()
                 if code.isdigit() and int(code) >= 400 and not _is_fastapi_default_422(response)
             }
-            # FastAPI adds its 422 to anything with a parameter, even one hidden from the schema
-            # (the refresh cookie): keep a 422 only where something can actually fail validation.
+            # FastAPI's own 422 (HTTPValidationError) is replaced by the Problem one below.
             if 422 not in declared:
                 responses.pop("422", None)
             for status in sorted(declared | _implied_errors(operation)):
