@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -67,6 +68,9 @@ class Account(TenantScoped, Base):
     no_negative: Mapped[bool] = mapped_column(default=False)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Set by the database when the account's first entry is inserted, never reset: from then on
+    # every column but `balance` is frozen (migration 0005). Not the application's to write.
+    has_entries: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Transfer(TenantScoped, Base):

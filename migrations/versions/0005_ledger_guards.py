@@ -31,10 +31,17 @@ any trigger and is a matter of roles, see ledger/README.md):
   one; forged rows only ever add checks. The last write of a transaction is therefore always
   followed by a check of the whole transaction. In normal use (deferred) that is one armed row,
   one check and one passed row per transaction, whatever the number of statements.
-- Every function runs with a fixed `search_path` (pg_catalog, the ledger's schema, pg_temp
-  last) and names tables schema-qualified: a temporary table cannot shadow a ledger table.
+- Every function runs with `search_path = pg_catalog, pg_temp` and names the ledger's tables
+  and functions schema-qualified: a temporary table cannot shadow a ledger table, and no operator
+  or function a session creates (in `public`, say: PostgreSQL prefers an exact-type operator
+  anywhere on the path over a pg_catalog one needing a cast) is ever resolved by a guard, whose
+  comparisons name exact types besides (`0::numeric`, `::text`). 0002's invoice guard is
+  replaced for the same reason.
 - Every guard trigger is `ENABLE ALWAYS`: `session_replication_role = replica` does not turn
   it off.
+
+Entries are in their account's currency and tenant, and in their transfer's tenant (a transfer
+balanced only across tenants is off in each).
 
 Accounts: once an account has entries, every column but `balance` is frozen. Currency, tenant,
 owner (`owner_type`, `owner_id`, `owner_key`) and `kind` say what its entries mean (an entry is
@@ -42,8 +49,16 @@ in its account's currency and tenant; `kind` decides whose money it is); `normal
 the sign its balance is shown with and `no_negative` is the rule its balance was kept under;
 `id` and `created_at` are facts. Only `balance` moves, maintained by posting in the same
 transaction as the entries. Before its first entry an account may still be corrected freely.
-On PostgreSQL the trigger takes a SHARE lock on ledger_entries before it looks, so an entry being
-inserted concurrently cannot slip past it (such changes are rare administrative acts).
+The freeze reads a flag on the account's own row, `has_entries`, which the entries insert guard
+sets (once, never reset) and which the freeze itself keeps: flagging is an UPDATE of the row, so
+on PostgreSQL a change racing an account's first entries conflicts with them on that row,
+whatever either side's isolation level. A change that waited for them sees the flag (READ
+COMMITTED re-reads the row) or fails to serialize (REPEATABLE READ, SERIALIZABLE), and so does
+one whose snapshot is older than them; entries that waited for a change see it, because the
+insert guard locks every account it names (in id order, as posting does) before it looks at
+their currency and tenant. (A snapshot cannot see entries committed after it, so a look at
+ledger_entries could not do this.) No table-wide lock: posting never waits for an account change
+of another account.
 """
 
 from collections.abc import Sequence
@@ -59,20 +74,26 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Every column of ledger_accounts but `balance` (see the module docstring).
-FROZEN_ACCOUNT_COLUMNS = (
-    "id",
-    "tenant_id",
-    "kind",
-    "owner_type",
-    "owner_id",
-    "owner_key",
-    "currency",
-    "normal_side",
-    "no_negative",
-    "created_at",
+# Every column of ledger_accounts but `balance` (see the module docstring), with the type each is
+# compared as: varchar has no `=` of its own in pg_catalog (it is compared as text), so it is cast
+# to text, and every comparison names a type pg_catalog has an exact operator for. (A trigger's
+# WHEN clause is resolved when the migration creates it, under the migration's search_path.)
+FROZEN_ACCOUNT_COLUMNS = {
+    "id": "",
+    "tenant_id": "",
+    "kind": "::text",
+    "owner_type": "::text",
+    "owner_id": "",
+    "owner_key": "::text",
+    "currency": "::text",
+    "normal_side": "::text",
+    "no_negative": "",
+    "created_at": "",
+    "has_entries": "",  # never reset once set
+}
+ACCOUNT_CHANGED = " OR ".join(
+    f"OLD.{c}{cast} IS DISTINCT FROM NEW.{c}{cast}" for c, cast in FROZEN_ACCOUNT_COLUMNS.items()
 )
-ACCOUNT_CHANGED = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in FROZEN_ACCOUNT_COLUMNS)
 SQLITE_ACCOUNT_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in FROZEN_ACCOUNT_COLUMNS)
 
 # Triggers of this migration and 0002 that must fire whatever session_replication_role says.
@@ -88,10 +109,15 @@ ALWAYS_TRIGGERS = (
     ("ledger_invoices_frozen", "ledger_invoices"),
 )
 
-# {s} is the ledger's schema, quoted. `SET search_path` pins name resolution for each function.
+# {s} is the ledger's schema, quoted; every table and function is named with it. Every function
+# pins `search_path = pg_catalog, pg_temp`: no schema a session can create objects in is searched
+# (pg_temp is never searched for operators or functions, and its tables cannot shadow the
+# schema-qualified names), so every operator and function resolves in pg_catalog. Comparisons
+# name exact types all the same (`0::numeric`, `::text`): an exact match in pg_catalog is never
+# passed over for one elsewhere.
 POSTGRES_GUARDS = """
 CREATE OR REPLACE FUNCTION {s}.ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, {s}, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION 'ledger: % on % is not allowed (%)', TG_OP, TG_TABLE_NAME,
         coalesce(TG_ARGV[0], 'append-only; post a reversal instead')
@@ -100,7 +126,7 @@ END $$;
 
 -- Arm a check of this transaction unless one is already pending (see the module docstring).
 CREATE FUNCTION {s}.ledger_arm_commit_check() RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, {s}, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     armed boolean;
     passed boolean;
@@ -113,7 +139,7 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION {s}.ledger_transfers_inserted() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, {s}, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM new_transfers WHERE txid IS DISTINCT FROM txid_current()) THEN
         RAISE EXCEPTION 'ledger: a transfer must carry its own transaction id'
@@ -124,32 +150,52 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION {s}.ledger_entries_inserted() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, {s}, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    stale boolean;
+    foreign_tenant boolean;
+    mismatched boolean;
+    fresh uuid[];
 BEGIN
     -- Each transfer and each account the statement names is looked up once (DISTINCT: three
     -- entries a transfer, thousands an account), by its primary key: a LATERAL lookup cannot be
     -- turned into a scan of the whole table, whatever this cached plan was planned for. A
     -- transfer that does not exist is left to the foreign key.
-    IF EXISTS (
-        SELECT 1 FROM (SELECT DISTINCT transfer_id FROM new_entries) n
-        CROSS JOIN LATERAL (
-            SELECT t.txid FROM {s}.ledger_transfers t WHERE t.id = n.transfer_id LIMIT 1
-        ) t
-        WHERE t.txid IS DISTINCT FROM txid_current()
-    ) THEN
+    SELECT bool_or(t.txid IS DISTINCT FROM txid_current()), bool_or(t.tenant_id <> n.tenant_id)
+    INTO stale, foreign_tenant
+    FROM (SELECT DISTINCT transfer_id, tenant_id FROM new_entries) n
+    CROSS JOIN LATERAL (
+        SELECT t.txid, t.tenant_id FROM {s}.ledger_transfers t WHERE t.id = n.transfer_id LIMIT 1
+    ) t;
+    IF stale THEN
         RAISE EXCEPTION 'ledger: entries can only be added together with their transfer'
             USING ERRCODE = 'check_violation';
+    ELSIF foreign_tenant THEN
+        RAISE EXCEPTION 'ledger: an entry must be in its transfer''s tenant'
+            USING ERRCODE = 'check_violation';
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM (SELECT DISTINCT account_id, currency, tenant_id FROM new_entries) n
-        CROSS JOIN LATERAL (
-            SELECT a.currency, a.tenant_id FROM {s}.ledger_accounts a
-            WHERE a.id = n.account_id LIMIT 1
-        ) a
-        WHERE a.currency <> n.currency OR a.tenant_id <> n.tenant_id
-    ) THEN
+    -- Every account the statement names is locked, in id order (the order posting locks them
+    -- in, right after: one order, no deadlock), and looked at as it is now: a change of its
+    -- currency or tenant committed while this waited is seen (READ COMMITTED: the lock returns
+    -- the newest version) or fails to serialize (REPEATABLE READ, SERIALIZABLE). An account's
+    -- first entries flag it (has_entries, an UPDATE of its row), and the flag freezes it (see
+    -- ledger_accounts_frozen): a change racing them waits for this transaction and then sees
+    -- the flag, or fails to serialize. The flag is written once per account, ever.
+    SELECT bool_or(a.currency::text <> n.currency::text OR a.tenant_id <> n.tenant_id),
+           array_agg(a.id) FILTER (WHERE NOT a.has_entries)
+    INTO mismatched, fresh
+    FROM (SELECT DISTINCT account_id, currency, tenant_id FROM new_entries ORDER BY account_id) n
+    CROSS JOIN LATERAL (
+        SELECT a.id, a.currency, a.tenant_id, a.has_entries FROM {s}.ledger_accounts a
+        WHERE a.id = n.account_id
+        FOR NO KEY UPDATE
+    ) a;
+    IF mismatched THEN
         RAISE EXCEPTION 'ledger: an entry must match its account''s currency and tenant'
             USING ERRCODE = 'check_violation';
+    END IF;
+    IF fresh IS NOT NULL THEN
+        UPDATE {s}.ledger_accounts a SET has_entries = true WHERE a.id = ANY (fresh);
     END IF;
     PERFORM {s}.ledger_arm_commit_check();
     RETURN NULL;
@@ -158,7 +204,7 @@ END $$;
 -- A journal row belongs to the transaction that writes it: no transaction can arm (or fake a
 -- passed check for) another one's txid.
 CREATE FUNCTION {s}.ledger_commit_check_inserted() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, {s}, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NEW.txid IS DISTINCT FROM txid_current() THEN
         RAISE EXCEPTION 'ledger: a commit check must carry its own transaction id'
@@ -173,9 +219,10 @@ END $$;
 -- single entry cannot balance. LATERAL makes the plan one index lookup of entries per transfer
 -- of the transaction, whatever the planner guesses; EXECUTE plans it for this txid (a cached
 -- generic plan may not use the txid index and read every transfer ever posted). The txid is the
--- transaction's own, never the row's: nothing a session writes decides what is checked.
+-- transaction's own, never the row's: nothing a session writes decides what is checked. (The
+-- sum is numeric: it is compared with a numeric zero, an operator pg_catalog has exactly.)
 CREATE OR REPLACE FUNCTION {s}.ledger_check_at_commit() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, {s}, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     bad record;
 BEGIN
@@ -187,7 +234,7 @@ BEGIN
             FROM {s}.ledger_entries e WHERE e.transfer_id = t.id
             GROUP BY e.currency
         ) s ON true
-        WHERE t.txid = $1 AND s.off IS DISTINCT FROM 0
+        WHERE t.txid = $1 AND s.off IS DISTINCT FROM 0::numeric
         LIMIT 1
     $sql$ INTO bad USING txid_current();
     IF bad.transfer_id IS NOT NULL AND bad.off IS NULL THEN
@@ -211,20 +258,38 @@ CREATE CONSTRAINT TRIGGER ledger_balanced_at_commit AFTER INSERT ON {s}.ledger_c
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW WHEN (NOT NEW.passed) EXECUTE FUNCTION {s}.ledger_check_at_commit();
 
--- The lock waits for every transaction inserting entries and holds new ones off until this one
--- ends, so the look below sees every entry the account will ever have had at this commit.
+-- Fires only for a flagged account whose frozen columns (the flag among them) change. OLD is the
+-- row as it is now, locked (under READ COMMITTED, the version a concurrent posting committed):
+-- flagging is an UPDATE of the row, so a change racing an account's first entries either waits
+-- for them and sees the flag, or fails to serialize (REPEATABLE READ, SERIALIZABLE).
 CREATE FUNCTION {s}.ledger_account_frozen() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, {s}, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    LOCK TABLE {s}.ledger_entries IN SHARE MODE;
-    IF EXISTS (SELECT 1 FROM {s}.ledger_entries e WHERE e.account_id = OLD.id) THEN
-        RAISE EXCEPTION 'ledger: account % has entries; only its balance can change',
-            OLD.id USING ERRCODE = 'restrict_violation';
+    RAISE EXCEPTION 'ledger: account % has entries; only its balance can change',
+        OLD.id USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER ledger_accounts_frozen BEFORE UPDATE ON {s}.ledger_accounts
+    FOR EACH ROW WHEN (OLD.has_entries AND ({changed}))
+    EXECUTE FUNCTION {s}.ledger_account_frozen();
+
+-- 0002's, with its search_path pinned and its comparisons exact (varchar as text).
+CREATE OR REPLACE FUNCTION {s}.ledger_invoice_frozen() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'ledger: invoices are never deleted; void them'
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    IF OLD.status::text <> 'draft'::text AND (
+        NEW.lines IS DISTINCT FROM OLD.lines OR NEW.total_minor <> OLD.total_minor
+        OR NEW.currency::text <> OLD.currency::text OR NEW.specialist_id <> OLD.specialist_id
+        OR NEW.period::text <> OLD.period::text OR NEW.version <> OLD.version
+    ) THEN
+        RAISE EXCEPTION 'ledger: invoice % is %, its content cannot change; issue a correction',
+            OLD.id, OLD.status USING ERRCODE = 'restrict_violation';
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER ledger_accounts_frozen BEFORE UPDATE ON {s}.ledger_accounts
-    FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {s}.ledger_account_frozen();
 """
 
 POSTGRES_GUARDS_DOWN = """
@@ -236,17 +301,28 @@ DROP FUNCTION IF EXISTS {s}.ledger_arm_commit_check();
 
 SQLITE_GUARDS = [
     f"""CREATE TRIGGER ledger_accounts_frozen BEFORE UPDATE ON ledger_accounts
-        WHEN ({SQLITE_ACCOUNT_CHANGED})
-            AND EXISTS (SELECT 1 FROM ledger_entries WHERE account_id = OLD.id)
+        WHEN OLD.has_entries AND ({SQLITE_ACCOUNT_CHANGED})
         BEGIN
             SELECT RAISE(ABORT, 'ledger: the account has entries; only its balance can change');
         END""",
+    # (One writer at a time: the flag is set before any other transaction can look.)
+    """CREATE TRIGGER ledger_entries_flag_account AFTER INSERT ON ledger_entries
+       BEGIN
+           UPDATE ledger_accounts SET has_entries = 1 WHERE id = NEW.account_id AND NOT has_entries;
+       END""",
     "DROP TRIGGER ledger_entries_match_account",
     """CREATE TRIGGER ledger_entries_match_account BEFORE INSERT ON ledger_entries
        WHEN (SELECT currency FROM ledger_accounts WHERE id = NEW.account_id) IS NOT NEW.currency
          OR (SELECT tenant_id FROM ledger_accounts WHERE id = NEW.account_id) IS NOT NEW.tenant_id
        BEGIN
            SELECT RAISE(ABORT, 'ledger: an entry must match its account''s currency and tenant');
+       END""",
+    # A transfer that does not exist is left to the foreign key.
+    """CREATE TRIGGER ledger_entries_match_transfer BEFORE INSERT ON ledger_entries
+       WHEN EXISTS (SELECT 1 FROM ledger_transfers
+                    WHERE id = NEW.transfer_id AND tenant_id IS NOT NEW.tenant_id)
+       BEGIN
+           SELECT RAISE(ABORT, 'ledger: an entry must be in its transfer''s tenant');
        END""",
     *(
         f"""CREATE TRIGGER ledger_commit_checks_no_{op.lower()} BEFORE {op} ON ledger_commit_checks
@@ -259,6 +335,8 @@ SQLITE_GUARDS = [
 
 SQLITE_GUARDS_DOWN = [
     "DROP TRIGGER IF EXISTS ledger_accounts_frozen",
+    "DROP TRIGGER IF EXISTS ledger_entries_flag_account",
+    "DROP TRIGGER IF EXISTS ledger_entries_match_transfer",
     "DROP TRIGGER IF EXISTS ledger_commit_checks_no_update",
     "DROP TRIGGER IF EXISTS ledger_commit_checks_no_delete",
     "DROP TRIGGER ledger_entries_match_account",
@@ -308,6 +386,15 @@ def upgrade() -> None:
     # 0002's queue (empty between transactions) becomes the append-only journal.
     op.drop_table("ledger_commit_checks")  # on PostgreSQL, with its trigger
     _create_journal()
+    # The freeze's flag, set on the accounts that already have entries (no guard is on yet).
+    op.add_column(
+        "ledger_accounts",
+        sa.Column("has_entries", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.execute(
+        "UPDATE ledger_accounts SET has_entries = true WHERE EXISTS"
+        " (SELECT 1 FROM ledger_entries e WHERE e.account_id = ledger_accounts.id)"
+    )
     if postgres:
         s = _schema()
         op.execute(POSTGRES_GUARDS.format(s=s, changed=ACCOUNT_CHANGED))
@@ -330,6 +417,7 @@ def downgrade() -> None:
         for statement in SQLITE_GUARDS_DOWN:
             op.execute(statement)
         op.drop_table("ledger_commit_checks")
+    op.execute("ALTER TABLE ledger_accounts DROP COLUMN has_entries")
     op.create_table(
         "ledger_commit_checks",
         sa.Column("txid", sa.BigInteger(), nullable=False),

@@ -9,10 +9,15 @@ transaction ids, and — deferred to COMMIT — transfers that do not balance pe
 fewer than two entries, whatever a session does to get past that check (issue 8: its own rows in
 the journal, early checks, savepoints, temporary tables, session_replication_role, one-statement
 CTEs, COPY, MERGE). (SQLite has no deferred triggers: there the code is the only balance check.)
+Last, the three bypasses a red-team review of migration 0005 found: a frozen account changed by a
+concurrent REPEATABLE READ session, an entry in another tenant than its transfer's, and operators
+planted in `public` that the guards' comparisons preferred to pg_catalog's.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -842,9 +847,9 @@ def test_postgres_posts_several_batches_in_one_transaction_with_one_check(pg_dat
 
 @pytest.mark.postgres
 def test_postgres_an_account_change_waits_for_entries_still_being_posted_to_it(pg_database):
-    """An entry not yet committed is invisible to the freeze; so the freeze waits (here: gives
-    up, with a lock timeout) for every transaction inserting entries, and once that one has
-    committed, the account has entries and is frozen."""
+    """An entry not yet committed is invisible to the freeze; but the transaction posting an
+    account's first entries holds the account's row (it flags it), so the change waits (here:
+    gives up, with a lock timeout), and once that one has committed, the account is frozen."""
     tenant = new_tenant(pg_database)
     _, accounts = posted(pg_database, tenant)  # bank and revenue have no entries yet
     change = update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["bank"]).values(currency="EUR")
@@ -905,3 +910,385 @@ def test_postgres_guards_entries_merged_in(pg_ledger):
         merge(c, transfer["id"], (accounts["bank"], 5))
 
     refused_at_commit(db, attack)
+
+
+# --- Red-team review of 0005: three bypasses from an ordinary session -------------------------
+#
+# B1: a frozen account changed by a concurrent REPEATABLE READ / SERIALIZABLE session (its
+# snapshot predated entries committed while it waited). B2: a transfer with entries in another
+# tenant. B3: an operator of `public` preferred over pg_catalog's by a guard's comparison.
+
+
+def fresh_account_posting(db: Database, tenant: uuid.UUID, accounts: dict[str, uuid.UUID]):
+    """A connection with an open transaction that has inserted (raw SQL, the account rows left
+    alone) a balanced transfer on `bank` and `revenue`, accounts without entries until now."""
+    c = db.engine.connect()
+    transaction = c.begin()
+    transfer = transfer_row(tenant)
+    c.execute(insert(TRANSFERS).values(transfer))
+    c.execute(insert(ENTRIES), balanced_pairs(tenant, [transfer], accounts))
+    return c, transaction
+
+
+def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """Run `work` in a thread; what it raised ends up in the list."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to the test
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, raised
+
+
+def wait_until_blocked(db: Database, pid: list[int]) -> None:
+    """Until the backend `pid[0]` (once known) waits for a lock another backend holds."""
+    deadline = time.monotonic() + 10
+    with db.engine.connect() as c:
+        while time.monotonic() < deadline:
+            if pid and c.scalar(
+                text("SELECT cardinality(pg_blocking_pids(:pid)) > 0"), {"pid": pid[0]}
+            ):
+                return
+            c.rollback()
+            time.sleep(0.02)
+    raise AssertionError("the session never blocked")
+
+
+def account_row(db: Database, account: uuid.UUID):
+    with db.engine.connect() as c:
+        return c.execute(select(ACCOUNTS).where(ACCOUNTS.c.id == account)).one()
+
+
+ISOLATION_LEVELS = {
+    "read-committed": ("READ COMMITTED", IntegrityError, "only its balance can change"),
+    "repeatable-read": ("REPEATABLE READ", OperationalError, "could not serialize"),
+    "serializable": ("SERIALIZABLE", OperationalError, "could not serialize"),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("level", ISOLATION_LEVELS.values(), ids=ISOLATION_LEVELS.keys())
+def test_postgres_a_change_that_waited_for_an_accounts_first_entries_is_refused(pg_database, level):
+    """B1: the change blocks on the account's first entries (flagging the account is an UPDATE
+    of its row); once they commit, READ COMMITTED sees the flag and is refused, REPEATABLE READ
+    and SERIALIZABLE fail to serialize: never a EUR account holding a USD entry."""
+    isolation, error, refusal = level
+    tenant = new_tenant(pg_database)
+    _, accounts = posted(pg_database, tenant)
+    posting, transaction = fresh_account_posting(pg_database, tenant, accounts)
+    pid: list[int] = []
+
+    def change() -> None:
+        with pg_database.engine.connect().execution_options(isolation_level=isolation) as c:
+            pid.append(c.connection.driver_connection.info.backend_pid)
+            with c.begin():
+                c.execute(
+                    update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["bank"]).values(currency="EUR")
+                )
+
+    try:
+        thread, raised = in_thread(change)
+        wait_until_blocked(pg_database, pid)
+        transaction.commit()
+    finally:
+        posting.close()
+    thread.join(10)
+    assert len(raised) == 1, raised
+    assert isinstance(raised[0], error), raised
+    assert refusal in str(raised[0])
+    row = account_row(pg_database, accounts["bank"])
+    assert (row.currency, row.has_entries) == ("USD", True)
+
+
+FROZEN_CHANGES = {
+    "currency": {"currency": "EUR"},
+    "kind": {"kind": K.FINES_INCOME.value},
+    "owner-key": {"owner_key": str(SPECIALIST)},
+    "unflag": {"has_entries": False},
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
+@pytest.mark.parametrize("values", FROZEN_CHANGES.values(), ids=FROZEN_CHANGES.keys())
+def test_postgres_a_change_from_a_snapshot_older_than_an_accounts_first_entries_fails(
+    pg_database, isolation, values
+):
+    """B1, the variant: the session takes its snapshot, entries on the account are posted and
+    committed meanwhile, then the session changes a frozen column: it cannot serialize."""
+    tenant = new_tenant(pg_database)
+    _, accounts = posted(pg_database, tenant)
+    with pg_database.engine.connect().execution_options(isolation_level=isolation) as admin:
+        admin.begin()
+        sql(admin, "SELECT 1")  # the snapshot
+        posting, transaction = fresh_account_posting(pg_database, tenant, accounts)
+        transaction.commit()
+        posting.close()
+        with pytest.raises(OperationalError, match="could not serialize"):
+            admin.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["bank"]).values(values))
+        admin.rollback()
+    row = account_row(pg_database, accounts["bank"])
+    assert (row.currency, row.kind, row.owner_key, row.has_entries) == (
+        "USD",
+        K.BANK.value,
+        "platform",
+        True,
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("isolation", "error", "refusal"),
+    [
+        ("READ COMMITTED", IntegrityError, "must match its account"),
+        ("REPEATABLE READ", OperationalError, "could not serialize"),
+    ],
+    ids=["read-committed", "repeatable-read"],
+)
+def test_postgres_first_entries_that_waited_for_a_change_of_their_account_see_it(
+    pg_database, isolation, error, refusal
+):
+    """B1, the other way round: the account's currency is changed (not committed yet) and USD
+    entries are posted on it. The entries wait for the change (the account is locked before its
+    currency is looked at) and are refused once it commits."""
+    tenant = new_tenant(pg_database)
+    _, accounts = posted(pg_database, tenant)
+    change = update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["bank"]).values(currency="EUR")
+    pid: list[int] = []
+
+    def posting() -> None:
+        with pg_database.engine.connect().execution_options(isolation_level=isolation) as c:
+            pid.append(c.connection.driver_connection.info.backend_pid)
+            with c.begin():
+                transfer = transfer_row(tenant)
+                c.execute(insert(TRANSFERS).values(transfer))
+                c.execute(insert(ENTRIES), balanced_pairs(tenant, [transfer], accounts))
+
+    with pg_database.engine.connect() as admin:
+        admin.begin()
+        admin.execute(change)
+        thread, raised = in_thread(posting)
+        try:
+            wait_until_blocked(pg_database, pid)
+        finally:
+            admin.commit()
+    thread.join(10)
+    assert len(raised) == 1, raised
+    assert isinstance(raised[0], error), raised
+    assert refusal in str(raised[0])
+    row = account_row(pg_database, accounts["bank"])
+    assert (row.currency, row.has_entries) == ("EUR", False)
+
+
+def test_sqlite_a_change_from_a_snapshot_older_than_an_accounts_first_entries_fails(
+    sqlite_database,
+):
+    """B1 on SQLite: one writer at a time, and a transaction whose snapshot is older than the
+    last commit cannot write at all (SQLITE_BUSY_SNAPSHOT); a fresh one sees the flag."""
+    db = sqlite_database
+    tenant = new_tenant(db)
+    _, accounts = posted(db, tenant)
+    change = update(ACCOUNTS).where(ACCOUNTS.c.id == accounts["bank"]).values(currency="EUR")
+    with db.engine.connect() as admin:
+        admin.begin()
+        admin.execute(select(ACCOUNTS.c.currency).where(ACCOUNTS.c.id == accounts["bank"]))
+        posting, transaction = fresh_account_posting(db, tenant, accounts)
+        transaction.commit()
+        posting.close()
+        with pytest.raises(OperationalError, match="locked"):
+            admin.execute(change)
+        admin.rollback()
+    with pytest.raises(IntegrityError, match="only its balance can change"), db.engine.begin() as c:
+        c.execute(change)
+    assert account_row(db, accounts["bank"]).has_entries
+
+
+def test_raw_entries_flag_their_accounts_and_a_flag_is_never_reset(database):
+    """The flag comes from the database, whoever inserts the entries, and stays."""
+    tenant = new_tenant(database)
+    _, accounts = posted(database, tenant)
+    assert not account_row(database, accounts["bank"]).has_entries
+    forge(database, tenant, (accounts["bank"], 5, "USD"), (accounts["revenue"], -5, "USD"))
+    assert account_row(database, accounts["bank"]).has_entries
+    assert account_row(database, accounts["revenue"]).has_entries
+    assert not account_row(database, accounts["yen"]).has_entries
+    with (
+        pytest.raises(IntegrityError, match="only its balance can change"),
+        database.engine.begin() as c,
+    ):
+        c.execute(
+            update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == accounts["bank"])
+            .values(has_entries=False, currency="EUR")
+        )
+
+
+def cross_tenant_legs(database: Database, tenant: uuid.UUID, accounts: dict[str, uuid.UUID]):
+    """+5 on one of `tenant`'s accounts, -5 on another tenant's (each entry in its account's
+    tenant): balanced overall, off by 5 in each tenant."""
+    other = new_tenant(database)
+    theirs = posted(database, other)[1]
+    return lambda transfer: [
+        entry_row(tenant, transfer, accounts["bank"], 5),
+        entry_row(other, transfer, theirs["bank"], -5),
+    ]
+
+
+def test_an_entry_in_another_tenant_than_its_transfer_is_refused(database, tenant, ledger):
+    """B2: a T1 transfer with +5 on a T1 account and -5 on a T2 account."""
+    _, accounts = ledger
+    legs = cross_tenant_legs(database, tenant, accounts)
+    transfer = transfer_row(tenant)
+    with pytest.raises(IntegrityError, match="must be in its transfer's tenant"):
+        commit_raw(database, (insert(TRANSFERS), transfer), (insert(ENTRIES), legs(transfer["id"])))
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_one_entry_of_another_tenant_among_many(pg_ledger):
+    """B2 in one statement among many honest entries (the guard looks at every pair)."""
+    db, tenant, _, accounts = pg_ledger
+    transfers = [transfer_row(tenant) for _ in range(20)]
+    entries = balanced_pairs(tenant, transfers, accounts)
+    entries[2 * 7 : 2 * 7 + 2] = cross_tenant_legs(db, tenant, accounts)(transfers[7]["id"])
+    with pytest.raises(IntegrityError, match="must be in its transfer's tenant"):
+        commit_raw(db, (insert(TRANSFERS), transfers), (insert(ENTRIES), entries))
+
+
+# Each: the operator (and its function) a role with CREATE on `public` adds in its transaction.
+HIJACKS = {
+    "numeric-eq-integer": (
+        "numeric, integer",
+        "=",
+        "true",
+    ),
+    "varchar-ne-varchar": (
+        "character varying, character varying",
+        "<>",
+        "false",
+    ),
+}
+
+
+def hijack(c: Connection, arguments: str, operator: str, result: str) -> None:
+    left, right = (a.strip() for a in arguments.split(","))
+    sql(
+        c,
+        f"CREATE FUNCTION public.rt_hijack({arguments}) RETURNS boolean LANGUAGE sql IMMUTABLE"
+        f" AS 'SELECT {result}'",
+    )
+    sql(
+        c,
+        f"CREATE OPERATOR public.{operator} (LEFTARG = {left}, RIGHTARG = {right},"
+        " FUNCTION = public.rt_hijack)",
+    )
+
+
+def unhijack(c: Connection, arguments: str, operator: str) -> None:
+    left, right = (a.strip() for a in arguments.split(","))
+    sql(c, f"DROP OPERATOR public.{operator} ({left}, {right})")
+    sql(c, f"DROP FUNCTION public.rt_hijack({arguments})")
+
+
+@pytest.mark.postgres
+def test_postgres_balance_check_ignores_an_equality_operator_planted_in_public(pg_ledger):
+    """B3: `public.=(numeric, integer)` saying every sum equals 0, an unbalanced transfer, the
+    check fired early, the operator dropped again: refused when the check fires."""
+    db, tenant, _, accounts = pg_ledger
+    with db.engine.connect() as c, c.begin():
+        hijack(c, *HIJACKS["numeric-eq-integer"])
+        unbalanced(tenant, accounts)(c)
+        with pytest.raises(IntegrityError, match="does not balance in USD \\(off by 5\\)"):
+            sql(c, "SET CONSTRAINTS ALL IMMEDIATE")
+
+    def attack(c: Connection) -> None:  # and with the operator still there at COMMIT
+        hijack(c, *HIJACKS["numeric-eq-integer"])
+        unbalanced(tenant, accounts)(c)
+
+    refused_at_commit(db, attack)
+
+
+@pytest.mark.postgres
+def test_postgres_currency_guard_ignores_an_inequality_operator_planted_in_public(pg_ledger):
+    """B3: `public.<>(varchar, varchar)` saying no two currencies differ; a JPY entry on a USD
+    account is refused all the same."""
+    db, tenant, _, accounts = pg_ledger
+    arguments, operator, result = HIJACKS["varchar-ne-varchar"]
+    with db.engine.connect() as c, c.begin():
+        hijack(c, arguments, operator, result)
+        transfer = transfer_row(tenant)
+        c.execute(insert(TRANSFERS).values(transfer))
+        with pytest.raises(IntegrityError, match="must match its account"):
+            c.execute(
+                insert(ENTRIES),
+                [
+                    entry_row(tenant, transfer["id"], accounts["bank"], 5, "JPY"),
+                    entry_row(tenant, transfer["id"], accounts["yen"], -5, "JPY"),
+                ],
+            )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("arguments", "operator", "search_path", "change"),
+    [
+        ("character varying, character varying", "<>", None, {"currency": "EUR"}),
+        ("bigint, bigint", "<>", "public, pg_catalog", {"total_minor": 1}),
+    ],
+    ids=["varchar", "bigint-with-public-first"],
+)
+def test_postgres_invoice_guard_ignores_operators_planted_in_public(
+    pg_database, arguments, operator, search_path, change
+):
+    """B3 on 0002's invoice guard (replaced by 0005): an operator of `public` saying nothing
+    differs, even with `public` put before pg_catalog in the session's search_path."""
+    world = build_world(pg_database, f"inv-{uuid.uuid4().hex[:12]}", specialists=1)
+    with pg_database.session(world.tenant_id, write=True) as s:
+        draft = invoices.create_draft(
+            s,
+            world.tenant_id,
+            invoices.InvoiceDraft(
+                specialist_id=world.specialist.id,
+                period="2026-01",
+                currency="USD",
+                lines=[invoices.InvoiceLine(description="Blog post", amount_minor=25_000)],
+            ),
+        )
+        invoice_id = invoices.issue(s, draft.id, draft.lock_version).id
+    with pg_database.engine.connect() as c, c.begin():
+        hijack(c, arguments, operator, "false")
+        if search_path:
+            sql(c, f"SET LOCAL search_path = {search_path}")
+        with pytest.raises(IntegrityError, match="cannot change"):
+            c.execute(update(INVOICES).where(INVOICES.c.id == invoice_id).values(**change))
+
+
+@pytest.mark.postgres
+def test_postgres_every_ledger_function_searches_pg_catalog_only(pg_database):
+    """B3 at the root: no guard function searches a schema a session can create objects in."""
+    with pg_database.engine.connect() as c:
+        functions = dict(
+            c.execute(
+                text(
+                    "SELECT p.proname, p.proconfig FROM pg_proc p"
+                    " WHERE p.proname LIKE 'ledger\\_%' AND p.pronamespace = ("
+                    "   SELECT relnamespace FROM pg_class"
+                    "   WHERE oid = 'ledger_transfers'::regclass)"
+                )
+            ).all()
+        )
+    assert set(functions) == {
+        "ledger_refuse_change",
+        "ledger_arm_commit_check",
+        "ledger_transfers_inserted",
+        "ledger_entries_inserted",
+        "ledger_commit_check_inserted",
+        "ledger_check_at_commit",
+        "ledger_account_frozen",
+        "ledger_invoice_frozen",
+    }
+    assert all(c == ["search_path=pg_catalog, pg_temp"] for c in functions.values()), functions
