@@ -20,6 +20,8 @@ from prefect.exceptions import MissingContextError
 from quire.db import utcnow
 from quire.events import relay
 from quire.events.relay import PendingEvent
+from quire.orders import events
+from quire.orders.state import Action
 from quire.settings import get_settings
 from tasks.database import flow_database
 
@@ -45,7 +47,9 @@ def start_qa_run(event: PendingEvent) -> uuid.UUID:
 
 
 # Event type -> what starts for it. Other events are marked relayed with nothing to do.
-CONSUMERS: dict[str, Callable[[PendingEvent], uuid.UUID]] = {"order.submitted": start_qa_run}
+CONSUMERS: dict[str, Callable[[PendingEvent], uuid.UUID]] = {
+    events.EVENT_TYPES[Action.SUBMIT]: start_qa_run
+}
 
 
 @task(name="Read unrelayed events")

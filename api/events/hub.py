@@ -28,9 +28,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import load_only
 
 from quire.db import Database
-from quire.events.audience import may_see
 from quire.events.models import Event
 from quire.events.outbox import NOTIFY_CHANNEL
+from quire.orders.policy import may_see_event
 from quire.people.actor import Actor
 from quire.tenancy import ALL_TENANTS
 
@@ -68,7 +68,7 @@ class Subscription:
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, event: LiveEvent) -> bool:
-        if self.overflowed.is_set() or not may_see(self.actor, event.type, event.payload):
+        if self.overflowed.is_set() or not may_see_event(self.actor, event.type, event.payload):
             return False
         try:
             self.queue.put_nowait(event)
@@ -184,7 +184,7 @@ class EventHub:
                 return
             for row in rows:
                 event = LiveEvent.from_row(row)
-                if may_see(actor, event.type, event.payload):
+                if may_see_event(actor, event.type, event.payload):
                     yield event
             after = rows[-1].id
 

@@ -115,7 +115,7 @@ class ReviewTicket:
 
 def open_review(session: Session, actor: Actor, order_id: uuid.UUID) -> ReviewTicket:
     """May `actor` decide the review this order is waiting for? Returns where the decision goes."""
-    actor.require(*policy.REVIEWER_ROLES)  # before anything about the order is revealed
+    actor.require(*policy.REVIEWER_ROLES)  # before anything about the order is revealed (403)
     order: Order = get_order(session, actor, order_id)
     run = session.scalar(
         select(QARun)
@@ -134,6 +134,17 @@ def open_review(session: Session, actor: Actor, order_id: uuid.UUID) -> ReviewTi
     )
     assert author is not None
     assert run.awaiting_stage is not None
+    decided = session.scalar(
+        select(QAReview.reviewer_label).where(
+            QAReview.submission_id == run.submission_id, QAReview.stage == run.awaiting_stage
+        )
+    )
+    if decided is not None:
+        # The run has its decision for this stage and is acting on it: nothing waits for another.
+        raise Conflict(
+            f"review stage {run.awaiting_stage} of this work was already decided ({decided})",
+            code="review_not_open",
+        )
     refused = policy.review_refusal(
         session,
         submission_id=run.submission_id,
