@@ -64,7 +64,7 @@ class Statement:
 
 
 # A month, as statements (`period=`) and invoices (`InvoiceDraft.period`) name one.
-PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")  # ASCII digits: `\d` is any Unicode digit
 
 # A statement window keeps a day clear of the calendar's ends, so that no arithmetic on its
 # bounds (the opening balance is read at `start - 1µs`, a timezone shift, the next month) can
@@ -74,7 +74,7 @@ LATEST = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 
 
 def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
-    if not PERIOD.match(period):
+    if not PERIOD.fullmatch(period):
         raise Invalid(f"period {period!r} is not YYYY-MM", code="invalid_period")
     year, month = map(int, period.split("-"))
     try:  # year 0 does not exist, nor does the month after 9999-12

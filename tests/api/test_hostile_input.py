@@ -279,6 +279,8 @@ async def test_a_statement_cursor_of_another_account_is_a_422(client, world, ear
         {"period": "0000-01"},
         {"period": "0001-01"},
         {"period": "2026-13"},
+        {"period": "\uff12\uff10\uff12\uff16-01"},  # fullwidth digits are digits, not ASCII
+        {"period": "2026-01\n"},
         {"period": "2026-01", "start": "2026-01-01T00:00:00Z"},
         {"start": "2026-01-01T00:00:00Z"},
         {"start": "2026-01-01T00:00:00", "end": "2026-02-01T00:00:00"},

@@ -223,3 +223,19 @@ async def test_an_invoice_for_someone_who_is_not_a_specialist_is_a_404(client, w
         },
     )
     assert (response.status_code, response.json()["code"]) == (404, "specialist_not_found")
+
+
+@pytest.mark.parametrize("period", ["\uff12\uff10\uff12\uff16-11", "2026-11\n", "2026-1"])
+async def test_an_invoice_period_is_four_ascii_digits_a_dash_and_a_month(client, world, period):
+    """A lookalike period would start a second invoice chain for the same month."""
+    response = await client.post(
+        "/ledger/invoices",
+        headers=world.finance.auth,
+        json={
+            "specialist_id": str(world.specialist.id),
+            "period": period,
+            "currency": "USD",
+            "lines": [{"description": "Order A", "amount_minor": 10_000}],
+        },
+    )
+    assert response.status_code == 422, response.text
