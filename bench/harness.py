@@ -17,7 +17,6 @@ import os
 import secrets
 import signal
 import statistics
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Literal
 import httpx
 import psycopg
 
+from deployments import processes
 from tests.support import postgres
 from tests.support.net import HOST, free_port
 from tests.support.postgres import admin_dsn
@@ -170,7 +170,9 @@ def describe_server(settings: Mapping[str, str]) -> str:
 
 class ServerProcess:
     """A subprocess in its own process group (so its workers and flow runs go with it), logging
-    to `log`; `stop` sends `stop_signal` to the group, then SIGKILL after `grace` seconds."""
+    to `log`; `stop` sends `stop_signal` to the group, SIGKILL after `grace` seconds, then SIGKILL
+    to whatever of the group outlived the leader. Starting and stopping are
+    `deployments/processes.py`'s, as for the demo."""
 
     def __init__(
         self,
@@ -178,22 +180,15 @@ class ServerProcess:
         log: Path,
         *,
         env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
+        cwd: Path = processes.PROJECT_ROOT,
         stop_signal: signal.Signals = signal.SIGTERM,
         grace: float = 20.0,
     ) -> None:
         self.log_path = log
         self.stop_signal = stop_signal
         self.grace = grace
-        self._log = log.open("wb")
-        self.process = subprocess.Popen(
-            list(args),
-            cwd=cwd,
-            env=None if env is None else dict(env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process = processes.start(args, log, env=env, cwd=cwd)
+        self._stopped = False
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -214,20 +209,14 @@ class ServerProcess:
         raise RuntimeError(f"{what} did not become ready in {timeout:.0f}s")
 
     def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, self.stop_signal)
-            try:
-                self.process.wait(timeout=self.grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
+        """Idempotent: a second call signals nothing (the group's id may belong to another by
+        then)."""
+        if not self._stopped:
+            self._stopped = True
+            processes.stop([self.process], self.grace, sig=self.stop_signal)
 
 
 # -- CPU accounting from /proc (Linux) ---------------------------------------------------------

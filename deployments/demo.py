@@ -30,13 +30,13 @@ import httpx
 
 from deployments import prefect_server
 from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT
-from deployments.processes import process, sigterm_as_interrupt, start, stop, uninterrupted
+from deployments.processes import sigterm_as_interrupt, start, stop, uninterrupted
 from quire.money import format_minor
 from quire.settings import get_settings
 
-__all__ = ["deployments_served", "process", "run", "wait_for"]  # bench/ uses the first three
+# `run` is `quire demo` (deployments/cli.py); bench/qa_pipeline.py uses the other two.
+__all__ = ["deployments_served", "run", "wait_for"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 READY_MESSAGE = "Everything keeps running for you to explore. Ctrl-C to stop."
 WORK = {
     "writer1@demo.quire": (

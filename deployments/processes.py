@@ -9,6 +9,9 @@ Each child runs in its own session (so its own process group):
 
 Stopping is bounded: SIGTERM to every group at once, SIGKILL to the groups still there after
 `grace` seconds, so a child that ignores SIGTERM costs seconds, not a hang.
+
+The demo (`deployments/demo.py`), the benchmarks' `ServerProcess` (`bench/harness.py`) and the
+smoke test's `Service` (`tests/deployments/test_smoke.py`) all start and stop children here.
 """
 
 from __future__ import annotations
@@ -27,9 +30,14 @@ STOP_GRACE_SECONDS = 8.0
 
 
 def start(
-    args: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None
+    args: Sequence[str],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = PROJECT_ROOT,
 ) -> subprocess.Popen[bytes]:
-    """`args` in its own session, from the project root, stdout and stderr appended to `log`."""
+    """`args` in its own session, from `cwd` (the project root unless given), stdout and stderr
+    written to `log` (truncated first)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
@@ -37,26 +45,38 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             env=None if env is None else dict(env),
             start_new_session=True,
         )
 
 
 def _signal_group(child: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    # The group keeps the leader's pid as its id (and the kernel keeps that pid from being
-    # reused) while any member is alive, even after the leader has exited and been reaped.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    """`sig` to the child's process group if the group still has a member, else nothing.
+
+    The group keeps the leader's pid as its id, and the kernel keeps that pid from being reused,
+    only while some member is alive (the leader or, after it has exited, what it started). Once
+    the group is empty the pid is free again, so an empty group is never signalled."""
+    try:
+        os.killpg(child.pid, 0)  # is anyone left in the group?
         os.killpg(child.pid, sig)
+    except (ProcessLookupError, PermissionError):  # ESRCH: empty; EPERM: none we may signal
+        pass
 
 
-def stop(children: Sequence[subprocess.Popen[bytes]], grace: float = STOP_GRACE_SECONDS) -> None:
-    """Stop every child's process group: SIGTERM to all at once, SIGKILL after `grace` seconds.
+def stop(
+    children: Sequence[subprocess.Popen[bytes]],
+    grace: float = STOP_GRACE_SECONDS,
+    *,
+    sig: signal.Signals = signal.SIGTERM,
+) -> None:
+    """Stop every child's process group: `sig` (SIGTERM unless given) to all at once, SIGKILL
+    after `grace` seconds.
 
-    Returns once every leader is reaped and the rest of each group has been sent SIGKILL."""
+    Returns once every leader is reaped and what was left of each group has been sent SIGKILL."""
     for child in children:
         if child.poll() is None:
-            _signal_group(child, signal.SIGTERM)
+            _signal_group(child, sig)
     deadline = time.monotonic() + grace
     for child in children:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -65,22 +85,6 @@ def stop(children: Sequence[subprocess.Popen[bytes]], grace: float = STOP_GRACE_
         # Leaders that outlived the grace, and members that outlived their leader.
         _signal_group(child, signal.SIGKILL)
         child.wait()
-
-
-@contextlib.contextmanager
-def process(
-    args: list[str],
-    log: Path,
-    *,
-    env: Mapping[str, str] | None = None,
-    grace: float = STOP_GRACE_SECONDS,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process in its own group, logging to `log`, stopped (with its children) on exit."""
-    child = start(args, log, env=env)
-    try:
-        yield child
-    finally:
-        stop([child], grace)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -26,7 +26,7 @@ from migrations.upgrade import upgrade
 from quire.db import Database
 from quire.settings import Settings
 from tests.support import postgres
-from tests.support.net import free_port  # re-exported: tests import it from here
+from tests.support.net import free_port
 from tests.support.world import World, build_world, login_all
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"

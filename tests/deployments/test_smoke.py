@@ -19,29 +19,29 @@ accepted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 from sqlalchemy import func, select
 
+from deployments import processes
 from ledger.models import Transfer
 from quire.db import Database
 from quire.orders.state import OrderStatus
 from quire.qa.models import QARun, RunStatus
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
 from tests.support.fake_languagetool import FakeLanguageTool
+from tests.support.net import free_port
 from tests.support.world import World, build_world, login_all, order_body
 
 # Usually under a minute; the timeout leaves room for a loaded two-core CI machine.
@@ -67,19 +67,14 @@ ARTICLE = (
 
 
 class Service:
-    """A long-running subprocess in its own process group (so its children go with it)."""
+    """A long-running subprocess in its own process group (so its children go with it), started
+    and stopped by `deployments/processes.py`: SIGTERM, SIGKILL after the grace, then SIGKILL to
+    whatever of the group (a flow run) outlived the leader."""
 
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path, log: Path):
         self.name, self.log = name, log
-        self._log_file: TextIO = log.open("w")
-        self.process = subprocess.Popen(
-            argv,
-            env=dict(env),
-            cwd=cwd,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process = processes.start(argv, log, env=env, cwd=cwd)
+        self._stopped = False
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -89,22 +84,9 @@ class Service:
         return f"--- {self.name} ({self.log}) ---\n" + "\n".join(text)
 
     def stop(self, grace: float = 15) -> None:
-        if self._log_file.closed:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-            # The leader is gone; anything left in its group (a flow run) goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            break
-        self._log_file.close()
+        if not self._stopped:  # once: by then the group's id may be another's
+            self._stopped = True
+            processes.stop([self.process], grace)
 
 
 class Stack:
