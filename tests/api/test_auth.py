@@ -815,3 +815,30 @@ async def test_api_keys_cannot_create_api_keys(client, acme):
         assert_problem(response, 403, "api_key_not_allowed")
 
     assert len((await client.get("/api-keys", headers=admin.auth)).json()) == 1
+
+
+async def test_every_address_a_user_can_be_created_with_can_log_in(client, world):
+    """One length rule for both: the longest address an admin may create still signs in."""
+    email = f"{'x' * 64}@{'d' * 63}.{'e' * 63}.{'f' * 56}.test"  # RFC 5321's longest
+    assert len(email) == 254
+    created = await client.post(
+        "/users",
+        headers=world.admin.auth,
+        json={"email": email, "display_name": "Long", "password": PASSWORD, "roles": ["manager"]},
+    )
+    assert created.status_code == 201, created.text
+    login = await client.post(
+        "/auth/login", json={"tenant": world.slug, "email": email, "password": PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    too_long = await client.post(
+        "/users",
+        headers=world.admin.auth,
+        json={
+            "email": "y" + email,
+            "display_name": "Long",
+            "password": PASSWORD,
+            "roles": ["manager"],
+        },
+    )
+    assert too_long.status_code == 422
