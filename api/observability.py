@@ -84,15 +84,6 @@ def install_request_id_logging() -> None:
     logging.setLogRecordFactory(factory)
 
 
-class _RequestIdFilter(logging.Filter):
-    """For records made before the factory was installed: still one `request_id` field."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
-        return True
-
-
 def configure_logging(level: str = "INFO") -> None:
     install_request_id_logging()
     handler = logging.StreamHandler(sys.stdout)
@@ -102,7 +93,6 @@ def configure_logging(level: str = "INFO") -> None:
             rename_fields={"levelname": "level", "asctime": "time"},
         )
     )
-    handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

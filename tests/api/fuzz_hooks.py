@@ -29,7 +29,8 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 from schemathesis.openapi.checks import RejectedPositiveData
 
-from ledger.balances import EARLIEST, LATEST
+from ledger.balances import statement_window
+from quire.errors import Invalid
 
 # The coverage phase folds `minLength`/`maxLength` into a pattern's quantifier
 # (`^[^\x00]*$` with 1..500000 becomes `^[^\x00]{1,500000}$`) and drops the length keywords.
@@ -115,15 +116,15 @@ def _user_draft(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _month_fits(period: str) -> bool:
-    """Whether the month `YYYY-MM` lies inside EARLIEST..LATEST (the schema states the shape)."""
+def _window_fits(
+    period: str | None, start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> bool:
+    """Whether the server takes this statement window (its own rule, asked directly)."""
     try:
-        year, month = map(int, period.split("-"))
-        start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-        end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
-    except ValueError:
+        statement_window(period, start, end)
+    except Invalid:
         return False
-    return start >= EARLIEST and end <= LATEST
+    return True
 
 
 def _statement_query(query: dict[str, Any]) -> dict[str, Any]:
@@ -133,13 +134,13 @@ def _statement_query(query: dict[str, Any]) -> dict[str, Any]:
     if isinstance(period, str):
         # A period with a start or end is refused: the period stays, the extra bounds go.
         rest = {name: value for name, value in given.items() if name not in ("start", "end")}
-        return rest if _month_fits(period) else {**rest, "period": "2024-02"}
+        return rest if _window_fits(period) else {**rest, "period": "2024-02"}
     first, second = _parsed(start), _parsed(end)
     if (start is not None and first is None) or (end is not None and second is None):
         return query  # not a timestamp the server can read: left to show as it is
     if first is not None and second is not None:
         first, second = sorted((first, second))
-        if first < second and first >= EARLIEST and second <= LATEST:
+        if _window_fits(None, first, second):
             return {**given, "start": first.isoformat(), "end": second.isoformat()}
     rest = {name: value for name, value in given.items() if name not in ("start", "end")}
     return {**rest, "period": "2024-02"}
