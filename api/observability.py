@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import request_id_var
 from api.errors import problem
-from quire.inputs import INVALID_CHARACTER, NUL
+from quire.schemas import INVALID_CHARACTER, NUL
 
 log = logging.getLogger("quire.api.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -193,7 +193,7 @@ def nul_location(scope: Scope) -> list[str] | None:
 
     No database stores a NUL in text (PostgreSQL refuses it outright), and no query parameter,
     path segment or header of this API has a use for one, so it is refused here, once, before
-    any route, dependency or lookup sees it. Bodies are checked by `quire.inputs.Input`.
+    any route, dependency or lookup sees it. Bodies are checked by `quire.schemas.Input`.
     """
     query = scope.get("query_string", b"").decode("latin-1")
     if query and ("%00" in query or NUL in query):

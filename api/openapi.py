@@ -95,7 +95,7 @@ def _implied_errors(operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
-# Every request refuses a NUL character (U+0000): bodies through `quire.inputs.Input`, the query,
+# Every request refuses a NUL character (U+0000): bodies through `quire.schemas.Input`, the query,
 # path and headers in the request middleware. Strings without a pattern of their own say so.
 NO_NUL = "^[^\\x00]*$"
 

@@ -263,6 +263,7 @@ def seed_database(url: str, opts: Options) -> Seed:
     from quire.people import service as people
     from quire.people.actor import Actor
     from quire.people.models import Role
+    from quire.people.schemas import ProfileDraft, UserDraft
 
     database = Database(url)
     try:
@@ -275,7 +276,7 @@ def seed_database(url: str, opts: Options) -> Seed:
             manager = people.add_user(
                 session,
                 tenant.id,
-                people.UserDraft(
+                UserDraft(
                     email=f"manager@{slug}.test",
                     display_name="manager",
                     password=password,
@@ -286,12 +287,12 @@ def seed_database(url: str, opts: Options) -> Seed:
                 people.add_user(
                     session,
                     tenant.id,
-                    people.UserDraft(
+                    UserDraft(
                         email=f"specialist{i}@{slug}.test",
                         display_name=f"specialist {i}",
                         password=password,
                         roles=[Role.SPECIALIST],
-                        profile=people.ProfileDraft(payout_currency="EUR", skills=["copywriting"]),
+                        profile=ProfileDraft(payout_currency="EUR", skills=["copywriting"]),
                     ),
                 ).id
                 for i in range(opts.clients)

@@ -160,6 +160,7 @@ def seed(url: str) -> Seed:
     from quire.people import service as people
     from quire.people.actor import Actor
     from quire.people.models import Role
+    from quire.people.schemas import ProfileDraft, UserDraft
 
     database = Database(url)
     upgrade(database)
@@ -169,19 +170,19 @@ def seed(url: str) -> Seed:
         manager = people.add_user(
             session,
             tenant.id,
-            people.UserDraft(
+            UserDraft(
                 email="m@bench.test", display_name="m", password="x" * 12, roles=[Role.MANAGER]
             ),
         )
         specialist = people.add_user(
             session,
             tenant.id,
-            people.UserDraft(
+            UserDraft(
                 email="s@bench.test",
                 display_name="s",
                 password="x" * 12,
                 roles=[Role.SPECIALIST],
-                profile=people.ProfileDraft(payout_currency="EUR"),
+                profile=ProfileDraft(payout_currency="EUR"),
             ),
         )
     database.dispose()

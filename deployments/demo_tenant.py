@@ -13,6 +13,7 @@ from quire.orders.schemas import OrderDraft
 from quire.people import service as people
 from quire.people.actor import Actor
 from quire.people.models import Role, Tenant
+from quire.people.schemas import UserDraft
 
 DEMO_TENANT = "demo"
 DEMO_PASSWORD = "quire-demo-password"
@@ -55,7 +56,7 @@ def seed_demo(database: Database) -> bool:
             users[email] = people.add_user(
                 session,
                 tenant.id,
-                people.UserDraft(
+                UserDraft(
                     email=email,
                     display_name=name,
                     password=DEMO_PASSWORD,

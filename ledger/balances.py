@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ledger.models import Account, Entry, Side, Transfer
 from quire.errors import Invalid, NotFound
-from quire.inputs import BIGINT_MAX
+from quire.schemas import BIGINT_MAX
 
 
 def normal_balance(account: Account, signed: int) -> int:

@@ -1,9 +1,9 @@
 """Every shape the ledger accepts or returns, in one module.
 
-Request models are domain inputs (`quire.inputs.Input`: no unknown fields, no NUL characters):
+Request models are domain inputs (`quire.schemas.Input`: no unknown fields, no NUL characters):
 `ledger.service` and `ledger.invoices` take them as they are, so the HTTP layer and any other
 caller (flows, the command line) are held to the same rules. Response models are the API's view
-of ledger rows; they live here rather than in `api/schemas.py` so that one file describes the
+of ledger rows; like every domain's, they live in its `schemas.py`, so that one file describes the
 ledger's whole contract (and its OpenAPI constraints), and they are plain pydantic, so the domain
 can import this module without importing the web framework.
 """
@@ -14,12 +14,12 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ledger.balances import PERIOD, normal_balance
 from ledger.models import Account
-from quire.inputs import Input
 from quire.money import AmountMinor, CurrencyCode, MinorUnits
+from quire.schemas import Input, Output
 
 # ---------------------------------------------------------------------------------------------
 # Requests
@@ -69,11 +69,7 @@ class InvoiceChange(Input):
 # Responses
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class AccountOut(_Out):
+class AccountOut(Output):
     id: uuid.UUID
     kind: str
     owner_type: str
@@ -118,13 +114,13 @@ class StatementOut(BaseModel):
     next_cursor: int | None
 
 
-class EntryOut(_Out):
+class EntryOut(Output):
     account_id: uuid.UUID
     currency: str
     amount: int
 
 
-class TransferOut(_Out):
+class TransferOut(Output):
     id: uuid.UUID
     kind: str
     reference: str
@@ -135,7 +131,7 @@ class TransferOut(_Out):
     meta: dict[str, Any] = Field(serialization_alias="metadata")
 
 
-class InvoiceOut(_Out):
+class InvoiceOut(Output):
     id: uuid.UUID
     specialist_id: uuid.UUID
     period: str

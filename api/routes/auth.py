@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Cookie, Request, Response
-from pydantic import Field
 
 from api.deps import CurrentActor
 from api.errors import domain_problem, responses
-from api.schemas import TokenOut, UserOut
 from quire.auth import rate_limit
 from quire.auth import service as auth
+from quire.auth.schemas import LoginIn, TokenOut
 from quire.auth.service import Granted, LoginPolicy, normalize_email
 from quire.db import Database, utcnow
 from quire.errors import Unauthenticated
-from quire.inputs import Input
-from quire.people.service import EMAIL_MAX_LENGTH, get_user
+from quire.people.schemas import UserOut
+from quire.people.service import get_user
 from quire.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 REFRESH_COOKIE = "quire_refresh"
 REFRESH_PATH = "/auth"  # sent to /auth/refresh and /auth/logout only
-
-
-class LoginIn(Input):
-    tenant: str = Field(min_length=1, max_length=64, description="The organisation's slug.")
-    # Any address a user can have (no format check: an unknown one is a 401 like a wrong one).
-    email: str = Field(min_length=3, max_length=EMAIL_MAX_LENGTH)
-    password: str = Field(min_length=1, max_length=1024)
 
 
 def _policy(settings: Settings) -> LoginPolicy:

@@ -13,13 +13,20 @@ from sqlalchemy.orm import Session
 
 from api.deps import Work
 from api.errors import responses
-from api.schemas import BidOut, OrderOut, Page, SubmissionOut
+from api.schemas import Page
 from quire import idempotency
 from quire.money import CurrencyCode
 from quire.orders import claims, queries
 from quire.orders import service as orders
 from quire.orders.models import OrderMode
-from quire.orders.schemas import BidDraft, OrderDraft, SubmissionDraft
+from quire.orders.schemas import (
+    BidDraft,
+    BidOut,
+    OrderDraft,
+    OrderOut,
+    SubmissionDraft,
+    SubmissionOut,
+)
 from quire.orders.state import OrderStatus
 from quire.people.actor import Actor
 

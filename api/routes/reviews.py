@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from api import workflows
 from api.deps import Work
 from api.errors import responses
-from api.schemas import Out
-from quire.inputs import Input
 from quire.qa import runs
-from quire.qa.runs import ReviewChoice
+from quire.qa.schemas import ReviewAccepted, ReviewIn, ReviewOut
 
 router = APIRouter(prefix="/orders", tags=["reviews"])
-
-
-class ReviewIn(Input):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    decision: ReviewChoice
-    comments: str = Field(default="", max_length=10_000)
-
-
-class ReviewAccepted(BaseModel):
-    order_id: uuid.UUID
-    submission_id: uuid.UUID
-    stage: int
-    decision: ReviewChoice
-    flow_run_id: uuid.UUID
-
-
-class ReviewOut(Out):
-    submission_id: uuid.UUID
-    stage: int
-    decision: str
-    comments: str
-    reviewer_id: uuid.UUID | None
-    reviewer_label: str
-    decided_at: dt.datetime
 
 
 @router.post(

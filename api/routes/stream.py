@@ -14,8 +14,8 @@ from api.deps import CurrentActor, authenticate
 from api.errors import responses
 from api.events.hub import EventHub, LiveEvent, SlowConsumer
 from quire.errors import DomainError
-from quire.inputs import BIGINT_MAX
 from quire.people.actor import Actor
+from quire.schemas import BIGINT_MAX
 
 router = APIRouter(tags=["events"])
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
-from pydantic import ConfigDict, Field
 
 from api.deps import Work
 from api.errors import responses
-from api.schemas import ApiKeyCreated, ApiKeyOut, UserOut
 from quire.auth import service as auth
+from quire.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut
 from quire.db import utcnow
-from quire.inputs import Input
 from quire.people import service as people
-from quire.people.models import Role
+from quire.people.schemas import UserDraft, UserOut
 
 router = APIRouter(tags=["users"])
 
@@ -22,7 +20,7 @@ router = APIRouter(tags=["users"])
 @router.post(
     "/users", status_code=201, response_model=UserOut, responses=responses(400, 401, 403, 409, 422)
 )
-async def create_user(body: people.UserDraft, work: Work) -> UserOut:
+async def create_user(body: UserDraft, work: Work) -> UserOut:
     """Admins add people to their own tenant."""
     return UserOut.model_validate(await work.write(people.create_user, body))
 
@@ -35,13 +33,6 @@ async def list_users(work: Work) -> list[UserOut]:
 @router.get("/users/{user_id}", response_model=UserOut, responses=responses(401, 403, 404))
 async def get_user(user_id: uuid.UUID, work: Work) -> UserOut:
     return UserOut.model_validate(await work.read(people.get_user, user_id))
-
-
-class ApiKeyIn(Input):
-    model_config = ConfigDict(str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=200)
-    roles: list[Role] = Field(min_length=1, description="A subset of your own roles.")
 
 
 @router.post(

@@ -1,16 +1,19 @@
-"""Validated inputs to the marketplace, shared by the HTTP API and by Python callers."""
+"""The marketplace's shapes: validated inputs (shared by the HTTP API and Python callers) and the
+response shapes of orders, bids and submissions."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
 from quire.db import utcnow
-from quire.inputs import Input
 from quire.money import AmountMinor, CurrencyCode
 from quire.orders.models import OrderMode
 from quire.qa.config import QAConfig
+from quire.schemas import Input, Output
 
 MAX_CONTENT_CHARS = 500_000
 
@@ -59,3 +62,47 @@ class SubmissionDraft(Input):
         if not value.strip():
             raise ValueError("content is blank")
         return value
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class OrderOut(Output):
+    id: uuid.UUID
+    title: str
+    brief: str
+    skill: str | None
+    fee_minor: int
+    currency: str
+    deadline: dt.datetime
+    mode: str
+    status: str
+    qa_config: dict[str, Any]
+    created_by: uuid.UUID
+    specialist_id: uuid.UUID | None
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    published_at: dt.datetime | None
+    claimed_at: dt.datetime | None
+    submitted_at: dt.datetime | None
+
+
+class BidOut(Output):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    specialist_id: uuid.UUID
+    amount_minor: int
+    note: str
+    status: str
+    created_at: dt.datetime
+
+
+class SubmissionOut(Output):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    specialist_id: uuid.UUID
+    number: int
+    content_hash: str
+    content: str
+    created_at: dt.datetime

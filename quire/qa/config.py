@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from quire.inputs import Input
+from quire.schemas import Input
 
 
 class Check(enum.StrEnum):

@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from quire.money import currency_codes
-from quire.people.service import EMAIL_PATTERN
+from quire.people.schemas import EMAIL_PATTERN
 from tests.support.world import publish_order
 
 METHODS = ("get", "put", "post", "delete", "patch")

@@ -17,6 +17,7 @@ from ledger.models import Transfer
 from quire.orders.state import OrderStatus
 from quire.people import service as people
 from quire.people.models import Role
+from quire.people.schemas import UserDraft
 from quire.qa.config import QAConfig
 from tests.flows.conftest import bearer, drain_outbox, wait_until
 from tests.flows.scenario import (
@@ -90,7 +91,7 @@ def test_rework_then_a_new_submission_then_acceptance(served, api, flow_env, wor
         both = people.add_user(
             s,
             world.tenant_id,
-            people.UserDraft(
+            UserDraft(
                 email=f"both@{world.slug}.test",
                 display_name="writes and reviews",
                 password=PASSWORD,

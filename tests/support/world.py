@@ -13,6 +13,7 @@ from quire.db import Database, utcnow
 from quire.people import service as people
 from quire.people.actor import Actor
 from quire.people.models import Role
+from quire.people.schemas import UserDraft
 
 PASSWORD = "correct horse battery"
 
@@ -74,7 +75,7 @@ def build_world(database: Database, slug: str, *, specialists: int = 2) -> World
             user = people.add_user(
                 session,
                 tenant.id,
-                people.UserDraft(
+                UserDraft(
                     email=email, display_name=name, password=PASSWORD, roles=roles, profile=profile
                 ),
             )

@@ -1,4 +1,6 @@
-"""The base of every request body: unknown fields and NUL characters are refused up front.
+"""The bases of every request and response shape (each domain's `schemas.py` builds on them).
+
+`Input`, for request bodies: unknown fields and NUL characters are refused up front.
 
 PostgreSQL cannot store a NUL (U+0000) in a text column; letting one through turned a client's
 typo into a driver `DataError` and a 500 halfway through a write. Refusing it while the input is
@@ -54,3 +56,9 @@ class Input(BaseModel):
         # Nested Input models have checked their own fields; this walks plain strings and the
         # lists and dicts of them (metadata, tags, configuration blobs).
         return refuse_nul(value, info.field_name or "text")
+
+
+class Output(BaseModel):
+    """A response shape, read straight from ORM rows or Core rows (`from_attributes`)."""
+
+    model_config = ConfigDict(from_attributes=True)
