@@ -98,33 +98,22 @@ def test_a_domain_uses_the_kernel_and_only_the_domains_it_is_drawn_on(domain):
     assert not wrong, sorted(wrong)
 
 
-def test_tasks_do_not_reach_up_to_flows_the_api_or_the_deployments():
+# The floors above the domains, and what each must never import (the floors above it). `api/`
+# never imports flows, tasks or the deployments: it reaches Prefect as a client.
+ABOVE: dict[str, tuple[str, ...]] = {
+    "tasks": ("flows", "api", "deployments"),
+    "flows": ("api", "deployments"),
+    "api": ("flows", "tasks", "deployments"),
+}
+
+
+@pytest.mark.parametrize("floor", ABOVE)
+def test_a_floor_does_not_reach_up(floor):
     wrong = {
         (module, imported)
-        for module, path in modules("tasks")
+        for module, path in modules(floor)
         for imported in imports(path)
-        if within(imported, "flows", "api", "deployments")
-    }
-    assert not wrong, sorted(wrong)
-
-
-def test_flows_do_not_reach_up_to_the_api_or_the_deployments():
-    wrong = {
-        (module, imported)
-        for module, path in modules("flows")
-        for imported in imports(path)
-        if within(imported, "api", "deployments")
-    }
-    assert not wrong, sorted(wrong)
-
-
-def test_the_api_starts_runs_only_through_the_prefect_client():
-    """`api/` never imports flows, tasks or the deployments: it reaches Prefect as a client."""
-    wrong = {
-        (module, imported)
-        for module, path in modules("api")
-        for imported in imports(path)
-        if within(imported, "flows", "tasks", "deployments")
+        if within(imported, *ABOVE[floor])
     }
     assert not wrong, sorted(wrong)
 
