@@ -6,10 +6,9 @@ from fastapi import APIRouter, Cookie, Request, Response
 
 from api.deps import CurrentActor
 from api.errors import domain_problem, responses
-from quire.auth import rate_limit
 from quire.auth import service as auth
 from quire.auth.schemas import LoginIn, TokenOut
-from quire.auth.service import Granted, LoginPolicy, normalize_email
+from quire.auth.service import AttemptLimits, Granted, LoginPolicy
 from quire.db import Database, utcnow
 from quire.errors import Unauthenticated
 from quire.people.schemas import UserOut
@@ -34,17 +33,12 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _limit(database: Database, settings: Settings, *checks: tuple[str, int]) -> None:
-    """Count this attempt against every (key, limit), all or nothing: one transaction, so an
-    attempt refused by a later limit is not counted by the earlier ones either."""
-    now = utcnow()
-    async with database.async_session(write=True) as session:
-        for key, limit in checks:
-            await session.run_sync(
-                lambda s, k=key, n=limit: rate_limit.hit(
-                    s, k, limit=n, window_seconds=settings.rate_limit_window_seconds, now=now
-                )
-            )
+def _limits(settings: Settings, action: str) -> AttemptLimits:
+    per_ip, per_user = {
+        "login": (settings.login_limit_per_ip, settings.login_limit_per_user),
+        "refresh": (settings.refresh_limit_per_ip, settings.refresh_limit_per_user),
+    }[action]
+    return AttemptLimits(per_ip, per_user, settings.rate_limit_window_seconds)
 
 
 def _respond(response: Response, granted: Granted, settings: Settings) -> TokenOut:
@@ -70,15 +64,17 @@ async def login(body: LoginIn, request: Request, response: Response) -> TokenOut
     """Exchange a password for an access token (body) and a refresh token (HttpOnly cookie)."""
     settings: Settings = request.app.state.settings
     database: Database = request.app.state.database
-    await _limit(
-        database,
-        settings,
-        (rate_limit.key("login", "ip", _client_ip(request)), settings.login_limit_per_ip),
-        (
-            rate_limit.key("login", "user", body.tenant, normalize_email(body.email)),
-            settings.login_limit_per_user,
-        ),
-    )
+    async with database.async_session(write=True) as session:
+        await session.run_sync(
+            lambda s: auth.count_login_attempt(
+                s,
+                _limits(settings, "login"),
+                ip=_client_ip(request),
+                tenant=body.tenant,
+                email=body.email,
+                now=utcnow(),
+            )
+        )
     async with database.async_session(write=True) as session:
         outcome = await session.run_sync(
             lambda s: auth.login(
@@ -109,15 +105,12 @@ async def refresh(
     database: Database = request.app.state.database
     async with database.async_session() as session:
         owner = await session.run_sync(auth.token_owner, quire_refresh)
-    await _limit(
-        database,
-        settings,
-        (rate_limit.key("refresh", "ip", _client_ip(request)), settings.refresh_limit_per_ip),
-        (
-            rate_limit.key("refresh", "user", str(owner or "unknown")),
-            settings.refresh_limit_per_user,
-        ),
-    )
+    async with database.async_session(write=True) as session:
+        await session.run_sync(
+            lambda s: auth.count_refresh_attempt(
+                s, _limits(settings, "refresh"), ip=_client_ip(request), owner=owner, now=utcnow()
+            )
+        )
     async with database.async_session(write=True) as session:
         outcome = await session.run_sync(
             lambda s: auth.refresh(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from quire.auth import access_tokens, lockout, passwords
+from quire.auth import access_tokens, lockout, passwords, rate_limit
 from quire.auth.access_tokens import AccessClaims, TokenConfig
 from quire.auth.models import ApiKey, RefreshToken
 from quire.auth.secrets import digest, new_secret
@@ -37,6 +37,50 @@ class LoginPolicy:
 
     def lockout_policy(self) -> lockout.LockoutPolicy:
         return lockout.LockoutPolicy(self.max_failures, self.lockout_seconds)
+
+
+@dataclass(frozen=True)
+class AttemptLimits:
+    """How many login (or refresh) attempts pass in any `window_seconds` span: per client
+    address, and per account (a login's tenant and email; a refresh token's owner)."""
+
+    per_ip: int
+    per_user: int
+    window_seconds: int
+
+
+def count_login_attempt(
+    session: Session, limits: AttemptLimits, *, ip: str, tenant: str, email: str, now: dt.datetime
+) -> None:
+    """Count a login against its address and its account, or raise RateLimited (429).
+
+    All or nothing in the caller's transaction: an attempt the second limit refuses is not
+    counted by the first either. Unknown accounts are counted like real ones.
+    """
+    _count(session, limits, now, "login", (ip,), (tenant, normalize_email(email)))
+
+
+def count_refresh_attempt(
+    session: Session, limits: AttemptLimits, *, ip: str, owner: uuid.UUID | None, now: dt.datetime
+) -> None:
+    """Count a refresh against its address and its token's owner (an unknown token counts as one
+    owner), or raise RateLimited (429)."""
+    _count(session, limits, now, "refresh", (ip,), (str(owner or "unknown"),))
+
+
+def _count(
+    session: Session,
+    limits: AttemptLimits,
+    now: dt.datetime,
+    action: str,
+    address: tuple[str, ...],
+    account: tuple[str, ...],
+) -> None:
+    for key, limit in (
+        (rate_limit.key(action, "ip", *address), limits.per_ip),
+        (rate_limit.key(action, "user", *account), limits.per_user),
+    ):
+        rate_limit.hit(session, key, limit=limit, window_seconds=limits.window_seconds, now=now)
 
 
 @dataclass(frozen=True)
