@@ -8,9 +8,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import anyio
 import httpx
 
 from quire.errors import Conflict, Unavailable
+
+# A reviewer's request waits at most this long for Prefect (whose client retries a busy server):
+# past it the answer is a 503 to retry, not a request that hangs. If Prefect took the decision
+# after all, the retry is a 409 (the run is no longer waiting).
+RESUME_TIMEOUT_SECONDS = 30.0
 
 
 async def resume(flow_run_id: uuid.UUID, run_input: dict[str, Any]) -> None:
@@ -28,8 +34,14 @@ async def resume(flow_run_id: uuid.UUID, run_input: dict[str, Any]) -> None:
             code="workflow_unavailable",
         )
     try:
-        async with get_client() as client:
-            response = await client.resume_flow_run(flow_run_id, run_input=run_input)
+        with anyio.fail_after(RESUME_TIMEOUT_SECONDS):
+            async with get_client() as client:
+                response = await client.resume_flow_run(flow_run_id, run_input=run_input)
+    except TimeoutError:
+        raise Unavailable(
+            f"the workflow engine did not answer within {RESUME_TIMEOUT_SECONDS:.0f} s; try again",
+            code="workflow_unavailable",
+        ) from None
     except ObjectNotFound:
         raise Conflict(
             f"the QA run {flow_run_id} no longer exists in Prefect", code="review_not_open"
