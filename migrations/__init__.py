@@ -13,6 +13,7 @@ MODEL_MODULES = (
     "quire.people.models",
     "quire.orders.models",
     "quire.qa.models",
+    "quire.payroll.models",
     "ledger.models",
 )
 

@@ -113,6 +113,43 @@ class Settings(BaseSettings):
     )
     # --- end of maintenance ---------------------------------------------------------------------
 
+    # --- Payroll (quire.payroll) ------------------------------------------------------------------
+    # Reports (GX Data Docs, payout files, payslips) are written under this directory.
+    reports_dir_override: Path | None = Field(default=None, validation_alias="QUIRE_REPORTS_DIR")
+    # The euro foreign exchange reference rates, in the ECB's eurofxref-daily.xml format.
+    fx_rates_url: str = Field(
+        default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml",
+        validation_alias="QUIRE_FX_RATES_URL",
+    )
+    # A rates file in the same format, used when the provider cannot be reached (empty: none).
+    fx_rates_fallback_file: str = Field(default="", validation_alias="QUIRE_FX_RATES_FILE")
+    fx_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="QUIRE_FX_TIMEOUT_SECONDS")
+    # First retry delay of the rates download; doubles per retry (4 retries, plus jitter).
+    fx_retry_backoff_seconds: float = Field(
+        default=2.0, ge=0, validation_alias="QUIRE_FX_RETRY_BACKOFF_SECONDS"
+    )
+    # The gate: a run's rate may differ from the provider's by at most this fraction...
+    fx_provider_tolerance: Decimal = Field(
+        default=Decimal("0.001"), ge=0, validation_alias="QUIRE_FX_PROVIDER_TOLERANCE"
+    )
+    # ...and from the previous run's rate for the same pair by at most this fraction.
+    fx_previous_run_tolerance: Decimal = Field(
+        default=Decimal("0.05"), ge=0, validation_alias="QUIRE_FX_PREVIOUS_RUN_TOLERANCE"
+    )
+    # Fraud protection: bank details changed within this many days hold the specialist's payout
+    # for review in the next run.
+    payout_details_cooling_days: int = Field(
+        default=14, ge=0, validation_alias="QUIRE_PAYOUT_DETAILS_COOLING_DAYS"
+    )
+    # How long a payroll run waits, suspended, for finance's approval before it fails.
+    payroll_approval_timeout_hours: float = Field(
+        default=72, gt=0, validation_alias="QUIRE_PAYROLL_APPROVAL_TIMEOUT_HOURS"
+    )
+    payroll_deployment: str = Field(
+        default="payroll-run/payroll-run", validation_alias="QUIRE_PAYROLL_DEPLOYMENT"
+    )
+    # --- end of payroll -------------------------------------------------------------------------
+
     # --- Prefect flows (flows/, tasks/, deployments/) ---------------------------------------------
     # Server mode: the name of a prefect-sqlalchemy SqlAlchemyConnector block holding the database
     # URL (set by ops in the Prefect UI). Absent block: DATABASE_URL decides. Empty: never look.
@@ -148,6 +185,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'quire.db').resolve()}"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where reports for people go: GX Data Docs, payout files, payslips."""
+        return self.reports_dir_override or self.data_dir / "reports"
 
     def jwt_signing_key(self) -> str:
         if self.jwt_secret is not None:
