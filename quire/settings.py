@@ -123,7 +123,9 @@ class Settings(BaseSettings):
     )
     # A rates file in the same format, used when the provider cannot be reached (empty: none).
     fx_rates_fallback_file: str = Field(default="", validation_alias="QUIRE_FX_RATES_FILE")
-    fx_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="QUIRE_FX_TIMEOUT_SECONDS")
+    fx_timeout_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="QUIRE_FX_TIMEOUT_SECONDS"
+    )
     # First retry delay of the rates download; doubles per retry (4 retries, plus jitter).
     fx_retry_backoff_seconds: float = Field(
         default=2.0, ge=0, validation_alias="QUIRE_FX_RETRY_BACKOFF_SECONDS"

@@ -91,6 +91,7 @@ class RunStatus(enum.StrEnum):
 
 # States out of which a run no longer holds its period: a new attempt may start.
 RELEASED = (RunStatus.REJECTED, RunStatus.FAILED, RunStatus.REVERSED)
+_LIVE = text("NOT dry_run AND status NOT IN ('rejected', 'failed', 'reversed')")
 
 
 class PayrollRun(TenantScoped, Base):
@@ -103,8 +104,8 @@ class PayrollRun(TenantScoped, Base):
             "tenant_id",
             "period",
             unique=True,
-            postgresql_where=text("NOT dry_run AND status NOT IN ('rejected', 'failed', 'reversed')"),
-            sqlite_where=text("NOT dry_run AND status NOT IN ('rejected', 'failed', 'reversed')"),
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
         ),
         CheckConstraint("attempt >= 1", name="attempt_positive"),
     )
