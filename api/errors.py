@@ -17,9 +17,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.context import request_id_var
 from api.openapi import error_response
 from api.routing import allowed_methods
+from quire.correlation import request_id_var
 from quire.errors import (
     Conflict,
     DomainError,

@@ -21,8 +21,8 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.context import request_id_var
 from api.errors import problem
+from quire.correlation import request_id_var
 from quire.schemas import INVALID_CHARACTER, NUL
 
 log = logging.getLogger("quire.api.access")

@@ -9,6 +9,7 @@ from sqlalchemy import MetaData
 MODEL_MODULES = (
     "quire.auth.models",
     "quire.events.models",
+    "quire.audit.models",
     "quire.idempotency",
     "quire.people.models",
     "quire.orders.models",

@@ -5,7 +5,7 @@
        |        tasks/           Prefect tasks (retries, caching) around domain steps
        v          v
     domains:    quire/qa  ->  quire/orders, ledger      (plain Python: no FastAPI, no Prefect)
-    kernel:     quire/ root modules, quire/people, quire/auth, quire/events
+    kernel:     quire/ root modules, quire/people, quire/auth, quire/events, quire/audit
 
 Read from the code's own import statements (every module, function-level imports included), so a
 new module that leans the wrong way fails here rather than in a review.
@@ -23,7 +23,7 @@ from migrations import MODEL_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 
-KERNEL_PACKAGES = ("quire.people", "quire.auth", "quire.events")
+KERNEL_PACKAGES = ("quire.people", "quire.auth", "quire.events", "quire.audit")
 DOMAINS = ("quire.orders", "quire.qa", "ledger")
 
 # Which domains each domain may use. Orders carry what they ask of QA (`quire.qa.config`, a leaf
