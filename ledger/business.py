@@ -4,19 +4,25 @@
   platform revenue);
 - a late fine: specialist payable -> fines income;
 - a payout: specialist payable -> payout clearing (initiated), then payout clearing -> bank
-  (settled by the bank's confirmation).
+  (settled by the bank's confirmation);
+- a payroll's payouts, many in one batch (`post_payouts`): per line, payable -> payout clearing,
+  through the FX liquidity accounts when the payout currency differs (two transfers, as in
+  `ledger.fx`, each leg rounded half-even on its own).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy.orm import Session
 
 from ledger import chart
+from ledger.fx import convert_minor
 from ledger.models import Account, AccountKind, Transfer
-from ledger.posting import Leg, TransferSpec, post
+from ledger.posting import Leg, TransferSpec, post, post_batch
 from quire.errors import Invalid
 from quire.money import validate_amount, validate_currency
 
@@ -147,3 +153,125 @@ def settle_payout(
         debit=chart.account(session, K.PAYOUT_CLEARING, currency),
         credit=chart.account(session, K.BANK, currency),
     )
+
+
+@dataclass(frozen=True)
+class PayoutLine:
+    """One payroll line to move out of a specialist's payable into payout clearing.
+
+    `key` makes it idempotent (payroll uses tenant, period, attempt, specialist and source
+    currency): posting the same lines again returns the transfers already posted."""
+
+    key: str
+    specialist_id: uuid.UUID
+    source_currency: str
+    amount_minor: int  # taken out of the payable, in the source currency
+    payout_currency: str
+    payout_minor: int  # paid into clearing, in the payout currency
+    rate: Decimal  # payout per source unit (1 when the currencies agree)
+    rate_source: str
+    reference: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def post_payouts(session: Session, lines: Sequence[PayoutLine]) -> list[list[Transfer]]:
+    """Post every line's transfers in one batch (all or none); per line, its one transfer or its
+    two FX legs. The accounts are looked up set-based, not one query per specialist."""
+    if not lines:
+        return []
+    payables = chart.accounts_of(
+        session, K.SPECIALIST_PAYABLE, {(ln.specialist_id, ln.source_currency) for ln in lines}
+    )
+    platform: dict[tuple[AccountKind, str], uuid.UUID] = {}
+
+    def platform_account(kind: AccountKind, currency: str) -> uuid.UUID:
+        if (kind, currency) not in platform:
+            platform[kind, currency] = chart.account(session, kind, currency).id
+        return platform[kind, currency]
+
+    specs: list[TransferSpec] = []
+    shape: list[int] = []
+    for line in lines:
+        line_specs = _payout_specs(
+            line, payables[line.specialist_id, line.source_currency], platform_account
+        )
+        specs.extend(line_specs)
+        shape.append(len(line_specs))
+    transfers = post_batch(session, specs)
+    grouped: list[list[Transfer]] = []
+    at = 0
+    for size in shape:
+        grouped.append(transfers[at : at + size])
+        at += size
+    return grouped
+
+
+def _payout_specs(
+    line: PayoutLine, payable: uuid.UUID, platform_account: Callable[[AccountKind, str], uuid.UUID]
+) -> list[TransferSpec]:
+    validate_amount(line.amount_minor)
+    validate_amount(line.payout_minor)
+    meta = {
+        **line.metadata,
+        "specialist_id": str(line.specialist_id),
+        "rate": str(line.rate),
+        "rate_source": line.rate_source,
+    }
+    clearing = platform_account(K.PAYOUT_CLEARING, line.payout_currency)
+    if line.source_currency == line.payout_currency:
+        if line.payout_minor != line.amount_minor:
+            raise Invalid(
+                f"payout {line.key}: {line.payout_minor} differs from the payable "
+                f"{line.amount_minor} though both are {line.source_currency}",
+                code="payout_mismatch",
+            )
+        return [
+            TransferSpec(
+                kind="payroll_payout",
+                idempotency_key=line.key,
+                reference=line.reference,
+                legs=[
+                    Leg.debit(payable, line.amount_minor),
+                    Leg.credit(clearing, line.amount_minor),
+                ],
+                metadata=meta,
+            )
+        ]
+    expected = convert_minor(
+        line.amount_minor, line.source_currency, line.payout_currency, line.rate
+    )
+    if expected != line.payout_minor:
+        raise Invalid(
+            f"payout {line.key}: {line.payout_minor} is not {line.amount_minor} "
+            f"{line.source_currency} at {line.rate} ({expected})",
+            code="payout_mismatch",
+        )
+    fx_meta = {
+        **meta,
+        "source_currency": line.source_currency,
+        "target_currency": line.payout_currency,
+    }
+    liquidity_out = platform_account(K.FX_LIQUIDITY, line.source_currency)
+    liquidity_in = platform_account(K.FX_LIQUIDITY, line.payout_currency)
+    return [
+        TransferSpec(
+            kind="fx_out",
+            idempotency_key=f"{line.key}:fx-out",
+            reference=line.reference,
+            legs=[
+                Leg.debit(payable, line.amount_minor),
+                Leg.credit(liquidity_out, line.amount_minor),
+            ],
+            metadata=fx_meta,
+        ),
+        TransferSpec(
+            kind="payroll_payout",
+            idempotency_key=f"{line.key}:fx-in",
+            reference=line.reference,
+            legs=[
+                Leg.debit(liquidity_in, line.payout_minor),
+                Leg.credit(clearing, line.payout_minor),
+            ],
+            metadata=fx_meta,
+        ),
+    ]

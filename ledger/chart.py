@@ -84,3 +84,24 @@ def account(
             Account.kind == kind, Account.owner_key == key, Account.currency == currency
         )
     ).one()
+
+
+def accounts_of(
+    session: Session, kind: AccountKind, wanted: set[tuple[uuid.UUID | None, str]]
+) -> dict[tuple[uuid.UUID | None, str], uuid.UUID]:
+    """The ids of many accounts of one kind at once, by (owner, currency): one query for the
+    ones that exist (payroll asks for thousands of payables), get-or-create for the rest."""
+    if not wanted:
+        return {}
+    currencies = sorted({currency for _, currency in wanted})
+    found: dict[tuple[uuid.UUID | None, str], uuid.UUID] = {}
+    for account_id, owner_id, currency in session.execute(
+        select(Account.id, Account.owner_id, Account.currency).where(
+            Account.kind == kind, Account.currency.in_(currencies)
+        )
+    ):
+        if (owner_id, currency) in wanted:
+            found[(owner_id, currency)] = account_id
+    for owner_id, currency in sorted(wanted - found.keys(), key=str):
+        found[(owner_id, currency)] = account(session, kind, currency, owner_id).id
+    return found
