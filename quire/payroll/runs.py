@@ -1,0 +1,451 @@
+"""A payroll run's life, each step one transaction:
+
+    open (draft) -> rates fixed -> lines computed and stored -> gate passed or failed
+      -> preview published -> awaiting_approval -> approved | rejected
+      -> posted (one ledger batch, all or nothing) -> files written -> paid (reconciliation)
+
+Every step is idempotent, so a flow run that resumes after a suspension, is retried, or is
+re-run after a worker died finds what was already done and goes on from there: rates and lines
+are stored once and re-used (never fresh rates for a run that has some), and posting a posted
+run posts nothing.
+
+At most one live run per (tenant, period) is the database's rule (a partial unique index): two
+people starting the same month at once get one run and one 409.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ledger import business
+from quire.audit.service import record
+from quire.db import Database, utcnow
+from quire.errors import Conflict, Invalid, NotFound
+from quire.payroll import periods
+from quire.payroll.lines import COLUMNS
+from quire.payroll.models import (
+    RELEASED,
+    LineStatus,
+    PayrollLine,
+    PayrollProfile,
+    PayrollRun,
+    RunStatus,
+)
+from quire.people.actor import Actor
+from quire.people.models import Tenant
+from quire.tenancy import ALL_TENANTS, tenant_of
+
+# Statuses of a run that has moved money out of the payables.
+MONEY_MOVED = (RunStatus.POSTED, RunStatus.PAID)
+# Statuses in which a run can still fail (nothing posted yet).
+NOT_POSTED = (RunStatus.DRAFT, RunStatus.AWAITING_APPROVAL, RunStatus.APPROVED)
+
+
+def get_run(session: Session, run_id: uuid.UUID, *, for_update: bool = False) -> PayrollRun:
+    statement = select(PayrollRun).where(PayrollRun.id == run_id)
+    if for_update:
+        statement = statement.with_for_update()
+    run = session.scalar(statement)
+    if run is None:
+        raise NotFound(f"payroll run {run_id} not found", code="payroll_run_not_found")
+    return run
+
+
+def find_by_flow_run(session: Session, flow_run_id: uuid.UUID) -> PayrollRun | None:
+    return session.scalar(select(PayrollRun).where(PayrollRun.flow_run_id == flow_run_id))
+
+
+def profile(session: Session) -> PayrollProfile:
+    found = session.scalar(select(PayrollProfile))
+    if found is None:
+        raise Conflict(
+            "the tenant has no payroll profile yet (the account payouts leave from): "
+            "finance sets it with PUT /payroll/profile",
+            code="payroll_profile_missing",
+        )
+    return found
+
+
+def open_run(
+    session: Session,
+    actor: Actor | None,
+    *,
+    period: str,
+    payout_date: dt.date | None = None,
+    dry_run: bool = False,
+    flow_run_id: uuid.UUID | None = None,
+) -> PayrollRun:
+    """A new attempt for `period`, unless the period is paid or another run holds it."""
+    periods.parse(period)
+    settings_of_tenant = profile(session)
+    runs = session.scalars(
+        select(PayrollRun).where(PayrollRun.period == period).order_by(PayrollRun.attempt)
+    ).all()
+    paid = [r for r in runs if r.status in MONEY_MOVED and not r.dry_run]
+    if paid:
+        raise Conflict(
+            f"payroll for {period} is already {paid[-1].status} (run {paid[-1].id})",
+            code="period_already_paid",
+            run_id=str(paid[-1].id),
+        )
+    live = [r for r in runs if r.status not in RELEASED and not r.dry_run]
+    if live and not dry_run:
+        raise Conflict(
+            f"payroll for {period} is in progress (run {live[-1].id}, {live[-1].status})",
+            code="payroll_in_progress",
+            run_id=str(live[-1].id),
+        )
+    cutoff = periods.cutoff(period, settings_of_tenant.time_zone)
+    payout_date = payout_date or periods.default_payout_date(period, settings_of_tenant.time_zone)
+    if payout_date < cutoff.date() - dt.timedelta(days=1):
+        raise Invalid(
+            f"the payout date {payout_date} is before the period ends", code="invalid_payout_date"
+        )
+    now = utcnow()
+    run = PayrollRun(
+        id=uuid.uuid4(),
+        tenant_id=tenant_of(session),
+        period=period,
+        attempt=max((r.attempt for r in runs), default=0) + 1,
+        cutoff_at=cutoff,
+        payout_date=payout_date,
+        dry_run=dry_run,
+        status=RunStatus.DRAFT,
+        started_by=actor.user_id if actor else None,
+        flow_run_id=flow_run_id,
+        totals={},
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:
+        # Another start for this period won the race (the live-run index, or the attempt).
+        raise Conflict(
+            f"payroll for {period} was started by someone else just now",
+            code="payroll_in_progress",
+        ) from None
+    record(
+        session,
+        actor,
+        "payroll_run.started",
+        "payroll_run",
+        run.id,
+        after={"period": period, "attempt": run.attempt, "dry_run": dry_run},
+    )
+    return run
+
+
+def next_attempt(session: Session, period: str) -> int | None:
+    """The attempt a new run for `period` would be, or None if the period is paid or held."""
+    runs = session.scalars(select(PayrollRun).where(PayrollRun.period == period)).all()
+    real = [r for r in runs if not r.dry_run]
+    if any(r.status not in RELEASED for r in real):
+        return None
+    return max((r.attempt for r in runs), default=0) + 1
+
+
+def tenants_with_profiles(database: Database) -> list[tuple[uuid.UUID, str, str]]:
+    """(tenant id, slug, time zone) of every tenant set up for payroll (across tenants)."""
+    with database.session() as session:
+        return [
+            (tenant_id, slug, time_zone)
+            for tenant_id, slug, time_zone in session.execute(
+                select(PayrollProfile.tenant_id, Tenant.slug, PayrollProfile.time_zone)
+                .join(Tenant, Tenant.id == PayrollProfile.tenant_id)
+                .order_by(Tenant.slug)
+                .execution_options(**ALL_TENANTS)
+            )
+        ]
+
+
+def attach_flow_run(session: Session, run_id: uuid.UUID, flow_run_id: uuid.UUID) -> PayrollRun:
+    run = get_run(session, run_id, for_update=True)
+    if run.flow_run_id not in (None, flow_run_id):
+        raise Conflict(
+            f"payroll run {run_id} belongs to flow run {run.flow_run_id}", code="payroll_run_taken"
+        )
+    run.flow_run_id = flow_run_id
+    run.updated_at = utcnow()
+    return run
+
+
+def fix_rates(session: Session, run_id: uuid.UUID, rates: Mapping[str, Any]) -> dict[str, Any]:
+    """The rates the run converts with: the first ones given stay (a re-run uses them)."""
+    run = get_run(session, run_id, for_update=True)
+    if run.fx_rates is None:
+        run.fx_rates = dict(rates)
+        run.updated_at = utcnow()
+    return run.fx_rates
+
+
+def previous_rates(session: Session, run: PayrollRun) -> dict[str, str] | None:
+    """The rates of the tenant's latest posted or paid run before this period, if any."""
+    previous = session.scalar(
+        select(PayrollRun)
+        .where(
+            PayrollRun.status.in_([*MONEY_MOVED, RunStatus.REVERSED]),
+            PayrollRun.period < run.period,
+            PayrollRun.fx_rates.is_not(None),
+        )
+        .order_by(PayrollRun.period.desc(), PayrollRun.attempt.desc())
+        .limit(1)
+    )
+    return dict(previous.fx_rates["rates"]) if previous and previous.fx_rates else None
+
+
+def has_lines(session: Session, run_id: uuid.UUID) -> bool:
+    return bool(
+        session.scalar(
+            select(func.count()).select_from(PayrollLine).where(PayrollLine.run_id == run_id)
+        )
+    )
+
+
+def store_lines(session: Session, run: PayrollRun, frame: pd.DataFrame) -> None:
+    """Keep the computed lines with the run (once) and its totals per currency."""
+    if has_lines(session, run.id):
+        return
+    now = utcnow()
+    payee_columns = [
+        "scheme",
+        "creditor_name",
+        "iban",
+        "bic",
+        "account_number",
+        "bank_code",
+        "country",
+    ]
+    rows = frame.astype(object).where(frame.notna(), None)
+    payees = rows[payee_columns].to_dict("records")
+    records = [
+        {
+            "tenant_id": run.tenant_id,
+            "run_id": run.id,
+            "specialist_id": uuid.UUID(line["specialist_id"]),
+            "source_currency": line["source_currency"],
+            "payable_minor": int(line["payable_minor"]),
+            "payout_currency": line["payout_currency"],
+            "payout_minor": None if line["payout_minor"] is None else int(line["payout_minor"]),
+            "fx_rate": line["fx_rate"],
+            "fx_source": line["fx_source"],
+            "status": line["status"],
+            "hold_reason": line["hold_reason"],
+            "end_to_end_id": line["end_to_end_id"],
+            "payee": payee if line["scheme"] is not None else None,
+            "transfer_ids": [],
+            "reversal_ids": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for line, payee in zip(rows.to_dict("records"), payees, strict=True)
+    ]
+    if records:
+        session.execute(insert(PayrollLine), records)
+    run.totals = totals_of(frame)
+    run.updated_at = now
+
+
+def totals_of(frame: pd.DataFrame) -> dict[str, Any]:
+    """Per payout currency: what is paid and how many lines; per source currency: what is
+    withheld. All integers in minor units."""
+    totals: dict[str, Any] = {"payout": {}, "withheld": {}, "lines": len(frame)}
+    payable = frame[frame["status"] == LineStatus.PAYABLE]
+    for currency, group in payable.groupby("payout_currency"):
+        totals["payout"][currency] = {
+            "amount_minor": int(group["payout_minor"].astype("int64").sum()),
+            "lines": len(group),
+            "specialists": int(group["specialist_id"].nunique()),
+        }
+    withheld = frame[frame["status"] == LineStatus.WITHHELD]
+    for currency, group in withheld.groupby("source_currency"):
+        totals["withheld"][currency] = {
+            "amount_minor": int(group["payable_minor"].astype("int64").sum()),
+            "lines": len(group),
+        }
+    return totals
+
+
+def lines_frame(session: Session, run_id: uuid.UUID) -> pd.DataFrame:
+    """The stored lines back as the frame `lines.compute` made (what the gate and preview read)."""
+    rows = session.scalars(
+        select(PayrollLine)
+        .where(PayrollLine.run_id == run_id)
+        .order_by(PayrollLine.specialist_id, PayrollLine.source_currency)
+    ).all()
+    records = []
+    for line in rows:
+        payee = line.payee or {}
+        records.append(
+            {
+                "specialist_id": str(line.specialist_id),
+                "source_currency": line.source_currency,
+                "payable_minor": line.payable_minor,
+                "payout_currency": line.payout_currency,
+                "profile_currency": line.payout_currency,
+                "payout_minor": line.payout_minor,
+                "fx_rate": line.fx_rate,
+                "fx_source": line.fx_source,
+                "status": line.status,
+                "hold_reason": line.hold_reason,
+                "scheme": payee.get("scheme"),
+                "iban": payee.get("iban"),
+                "account_fingerprint": None,
+                "sepa": line.status != LineStatus.WITHHELD
+                and line.payout_currency == "EUR"
+                and payee.get("scheme") == "iban",
+                "end_to_end_id": line.end_to_end_id,
+                "creditor_name": payee.get("creditor_name"),
+                "bic": payee.get("bic"),
+                "account_number": payee.get("account_number"),
+                "bank_code": payee.get("bank_code"),
+                "country": payee.get("country"),
+            }
+        )
+    frame = pd.DataFrame(records, columns=COLUMNS)
+    frame["payout_minor"] = frame["payout_minor"].astype("Int64")
+    return frame
+
+
+def record_gate(session: Session, run_id: uuid.UUID, gate: Mapping[str, Any]) -> PayrollRun:
+    """Keep the gate's outcome; a failed gate fails the run (nothing was posted)."""
+    run = get_run(session, run_id, for_update=True)
+    run.gate = dict(gate)
+    if not gate.get("success"):
+        _fail(run, f"the payroll gate failed: {len(gate.get('failed', []))} expectation(s)")
+    run.updated_at = utcnow()
+    return run
+
+
+def await_approval(session: Session, run_id: uuid.UUID) -> PayrollRun:
+    run = get_run(session, run_id, for_update=True)
+    if run.status == RunStatus.DRAFT and not run.dry_run:
+        run.status = RunStatus.AWAITING_APPROVAL
+        run.updated_at = utcnow()
+    return run
+
+
+def decide(
+    session: Session,
+    run_id: uuid.UUID,
+    approver: Actor | None,
+    *,
+    approve: bool,
+    comment: str,
+) -> PayrollRun:
+    """Finance's decision, once: approved (to be posted) or rejected (nothing posted)."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status != RunStatus.AWAITING_APPROVAL:
+        if run.decided_at is not None and (run.status == RunStatus.REJECTED) != approve:
+            return run  # the same decision arriving again (a resumed flow): nothing to do
+        raise Conflict(
+            f"payroll run {run_id} is {run.status}, not awaiting approval",
+            code="payroll_not_awaiting_approval",
+        )
+    before = {"status": run.status}
+    run.status = RunStatus.APPROVED if approve else RunStatus.REJECTED
+    run.decided_by = approver.user_id if approver else None
+    run.decision_comment = comment
+    run.decided_at = utcnow()
+    run.updated_at = run.decided_at
+    record(
+        session,
+        approver,
+        "payroll_run.approved" if approve else "payroll_run.rejected",
+        "payroll_run",
+        run.id,
+        before=before,
+        after={"status": run.status, "comment": comment},
+    )
+    return run
+
+
+def post(session: Session, run_id: uuid.UUID) -> PayrollRun:
+    """Move every payable line out of the payables into payout clearing, in one ledger batch
+    with the run's and lines' new states: all of it commits, or none of it."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status in (*MONEY_MOVED, RunStatus.REVERSED):
+        return run  # posted before (a re-run after a crash that followed the commit)
+    if run.status != RunStatus.APPROVED:
+        raise Conflict(
+            f"payroll run {run_id} is {run.status}: only an approved run is posted",
+            code="payroll_not_approved",
+        )
+    lines = session.scalars(
+        select(PayrollLine)
+        .where(PayrollLine.run_id == run.id, PayrollLine.status == LineStatus.PAYABLE)
+        .order_by(PayrollLine.id)
+    ).all()
+    payouts = [
+        business.PayoutLine(
+            key=payout_key(run, line),
+            specialist_id=line.specialist_id,
+            source_currency=line.source_currency,
+            amount_minor=line.payable_minor,
+            payout_currency=line.payout_currency,
+            payout_minor=int(line.payout_minor or 0),
+            rate=_decimal(line.fx_rate),
+            rate_source=line.fx_source or "same currency",
+            reference=f"payroll:{run.period}:{run.attempt}",
+            metadata={"payroll_run": str(run.id), "end_to_end_id": line.end_to_end_id or ""},
+        )
+        for line in lines
+    ]
+    transfers = business.post_payouts(session, payouts)
+    now = utcnow()
+    ids = {
+        line.id: [str(t.id) for t in posted] for line, posted in zip(lines, transfers, strict=True)
+    }
+    if ids:
+        session.execute(
+            update(PayrollLine),
+            [
+                {
+                    "id": line_id,
+                    "status": LineStatus.POSTED,
+                    "transfer_ids": transfer_ids,
+                    "updated_at": now,
+                }
+                for line_id, transfer_ids in ids.items()
+            ],
+        )
+    run.status = RunStatus.POSTED
+    run.posted_at = now
+    run.updated_at = now
+    return run
+
+
+def payout_key(run: PayrollRun, line: PayrollLine) -> str:
+    """The idempotency key of a line's payout: (tenant, period, attempt, specialist, currency);
+    the tenant is part of every key's uniqueness already."""
+    return f"payroll:{run.period}:{run.attempt}:{line.specialist_id}:{line.source_currency}"
+
+
+def fail(session: Session, run_id: uuid.UUID, reason: str) -> PayrollRun:
+    """The run cannot go on (its flow run failed, crashed, was cancelled, or timed out): if
+    nothing was posted it fails and frees the period for a new attempt; a posted run stays."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status in NOT_POSTED:
+        _fail(run, reason)
+        run.updated_at = utcnow()
+    return run
+
+
+def _fail(run: PayrollRun, reason: str) -> None:
+    run.status = RunStatus.FAILED
+    run.failure_reason = reason[:2000]
+
+
+def _decimal(text: str | None) -> Decimal:
+    return Decimal(text or "1")
