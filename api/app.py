@@ -16,7 +16,19 @@ from api.observability import (
     configure_logging,
     install_request_id_logging,
 )
-from api.routes import audit, auth, health, ledger, orders, payouts, payroll, reviews, stream, users
+from api.routes import (
+    audit,
+    auth,
+    health,
+    ledger,
+    orders,
+    payouts,
+    payroll,
+    payslips,
+    reviews,
+    stream,
+    users,
+)
 from quire.db import Database
 from quire.settings import Settings, get_settings
 
@@ -71,7 +83,19 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.hub = hub
     errors.install(app)
     openapi.install(app)
-    for module in (auth, users, orders, reviews, ledger, payroll, payouts, audit, stream, health):
+    for module in (
+        auth,
+        users,
+        orders,
+        reviews,
+        ledger,
+        payroll,
+        payouts,
+        payslips,
+        audit,
+        stream,
+        health,
+    ):
         app.include_router(module.router)
     app.include_router(auth.me_router)
     # Added first, so it runs inside ObservabilityMiddleware: a 500 still has its request id.
