@@ -20,6 +20,7 @@ from prefect.schedules import Cron
 
 from flows.maintenance import marketplace_maintenance
 from flows.outbox_relay import outbox_relay
+from flows.payroll_run import payroll_run
 from flows.qa_pipeline import qa_pipeline
 
 WORK_POOL = "quire"  # server mode: the pool `prefect deploy --all` targets and workers poll
@@ -78,6 +79,21 @@ CATALOG: tuple[Deployment, ...] = (
         cron="0 * * * *",
         concurrency_limit=1,
         tags=("quire", "maintenance"),
+    ),
+    Deployment(
+        name="payroll-run",
+        flow=payroll_run,
+        entrypoint="flows/payroll_run.py:payroll_run",
+        description=(
+            "A tenant's monthly payroll: FX rates, lines computed set-based, a Great "
+            "Expectations gate, a preview, four-eyes approval (suspended until a finance user "
+            "decides), one ledger batch, ISO 20022 payout files. The schedule (no tenant) starts "
+            "one run per tenant with a payroll profile for the month just ended."
+        ),
+        # 06:00 on the 2nd, London time: the month has ended in every European tenant's zone.
+        cron="0 6 2 * *",
+        timezone="Europe/London",
+        tags=("quire", "payroll"),
     ),
 )
 

@@ -95,6 +95,15 @@ def cmd_deployments_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_payroll(args: argparse.Namespace) -> int:
+    """`quire payroll run|show` (deployments/payroll_cli.py)."""
+    database = _database()
+    try:
+        return int(args.payroll_func(args, database) or 0)
+    finally:
+        database.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--check", action="store_true", help="exit 1 if prefect.yaml is stale")
     render.add_argument("--output", default=None, help="another path than ./prefect.yaml")
     render.set_defaults(func=cmd_deployments_render)
+
+    from deployments.payroll_cli import add_commands
+
+    add_commands(sub)
+    sub.choices["payroll"].set_defaults(func=cmd_payroll)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -5,6 +5,7 @@
        |        tasks/           Prefect tasks (retries, caching) around domain steps
        v          v
     domains:    quire/qa  ->  quire/orders, ledger      (plain Python: no FastAPI, no Prefect)
+                quire/payroll  ->  ledger
     kernel:     quire/ root modules, quire/people, quire/auth, quire/events, quire/audit
 
 Read from the code's own import statements (every module, function-level imports included), so a
@@ -24,15 +25,16 @@ from migrations import MODEL_MODULES
 ROOT = Path(__file__).resolve().parent.parent
 
 KERNEL_PACKAGES = ("quire.people", "quire.auth", "quire.events", "quire.audit")
-DOMAINS = ("quire.orders", "quire.qa", "ledger")
+DOMAINS = ("quire.orders", "quire.qa", "quire.payroll", "ledger")
 
 # Which domains each domain may use. Orders carry what they ask of QA (`quire.qa.config`, a leaf
-# module that imports nothing of orders); QA runs on orders and posts to the ledger; the ledger
-# knows only the kernel.
+# module that imports nothing of orders); QA runs on orders and posts to the ledger; payroll pays
+# out of the ledger; the ledger knows only the kernel.
 DOMAIN_USES: dict[str, tuple[str, ...]] = {
     "ledger": (),
     "quire.orders": ("quire.qa.config",),
     "quire.qa": ("quire.orders", "ledger"),
+    "quire.payroll": ("ledger",),
 }
 FRAMEWORKS = ("fastapi", "starlette", "prefect", "prefect_sqlalchemy", "uvicorn")
 TOP = ("api", "flows", "tasks", "deployments", "bench", "tests", "migrations")

@@ -21,6 +21,7 @@ import pytest
 from migrations.upgrade import upgrade
 from quire.db import Database
 from quire.settings import get_settings
+from tests.support.fake_ecb import FakeEcb
 from tests.support.fake_languagetool import FakeLanguageTool
 from tests.support.world import Person, World, build_world
 
@@ -34,12 +35,26 @@ def grammar_service() -> Iterator[FakeLanguageTool]:
 
 
 @pytest.fixture(scope="package")
+def fx_provider() -> Iterator[FakeEcb]:
+    """The ECB's daily rates, plus KWD (three decimals) which the ECB does not publish."""
+    with FakeEcb(extra_rates={"KWD": "0.3321"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
 def flow_env(
-    tmp_path_factory: pytest.TempPathFactory, grammar_service: FakeLanguageTool
+    tmp_path_factory: pytest.TempPathFactory,
+    grammar_service: FakeLanguageTool,
+    fx_provider: FakeEcb,
 ) -> Iterator[Database]:
-    """The environment a worker would have: DATABASE_URL, the grammar service, quick retries."""
+    """The environment a worker would have: DATABASE_URL, the grammar service and the FX
+    provider, quick retries."""
     root = tmp_path_factory.mktemp("flows")
     env = {
+        "QUIRE_FX_RATES_URL": fx_provider.daily_url,
+        "QUIRE_FX_RETRY_BACKOFF_SECONDS": "0.2",
+        "QUIRE_FX_TIMEOUT_SECONDS": "3",
+        "QUIRE_REPORTS_DIR": str(root / "reports"),
         "DATABASE_URL": f"sqlite:///{root / 'quire.db'}",
         "QUIRE_DATA_DIR": str(root / "data"),
         "QUIRE_DATABASE_BLOCK": "",
@@ -97,8 +112,10 @@ def served(prefect_api: str) -> None:
 def _deployments_exist(_: str) -> bool:
     from prefect.client.orchestration import get_client
 
+    from deployments.catalog import CATALOG
+
     with get_client(sync_client=True) as client:
-        return len(client.read_deployments()) >= 3
+        return len(client.read_deployments()) >= len(CATALOG)
 
 
 @pytest.fixture
