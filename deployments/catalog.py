@@ -73,8 +73,8 @@ CATALOG: tuple[Deployment, ...] = (
         entrypoint="flows/maintenance.py:marketplace_maintenance",
         description=(
             "Hourly: releases overdue claims, expires stale orders, hands back work whose "
-            "review timed out, prunes relayed events past retention, publishes marketplace "
-            "statistics."
+            "review timed out, fails payroll runs whose flow run was cancelled or timed out, "
+            "prunes relayed events past retention, publishes marketplace statistics."
         ),
         cron="0 * * * *",
         concurrency_limit=1,

@@ -1,8 +1,9 @@
 """Hourly maintenance of the marketplace.
 
 release claims whose deadline passed without a submission (the order reopens)
--> expire open orders past their deadline -> prune relayed events past retention
--> log and publish statistics
+-> expire open orders past their deadline -> hand back work whose review timed out
+-> release payroll runs whose flow run ended (cancelled, failed, timed out while suspended)
+-> prune relayed events past retention -> log and publish statistics
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class MaintenanceReport(BaseModel):
     released: int
     expired: int
     handed_back: int
+    payroll_released: int = 0
     pruned: int
     statistics: str
 
@@ -27,14 +29,16 @@ def marketplace_maintenance() -> MaintenanceReport:
     released = maintenance.release_overdue_claims()
     expired = maintenance.expire_stale_orders()
     handed_back = maintenance.hand_back_unanswered_reviews()
+    payroll_released = maintenance.release_abandoned_payroll_runs()
     pruned = maintenance.prune_events()
     line = maintenance.publish_statistics(maintenance.gather_statistics())
     logger.info(
         "released %d overdue claim(s), expired %d order(s), handed back %d unreviewed "
-        "submission(s), pruned %d event(s); %s",
+        "submission(s), released %d abandoned payroll run(s), pruned %d event(s); %s",
         released,
         expired,
         handed_back,
+        payroll_released,
         pruned,
         line,
     )
@@ -42,6 +46,7 @@ def marketplace_maintenance() -> MaintenanceReport:
         released=released,
         expired=expired,
         handed_back=handed_back,
+        payroll_released=payroll_released,
         pruned=pruned,
         statistics=line,
     )

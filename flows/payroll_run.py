@@ -120,7 +120,10 @@ def payroll_run(
 def todays_rates() -> dict[str, Any]:
     """The provider's rates of the day (retried, cached per provider and day), else the
     configured fallback file."""
-    backoff = get_settings().fx_retry_backoff_seconds
+    settings = get_settings()
+    if not settings.fx_rates_url:  # no provider configured: the rates file is the source
+        return payroll.fallback_rates()
+    backoff = settings.fx_retry_backoff_seconds
     fetch = payroll.fetch_rates.with_options(
         retry_delay_seconds=exponential_backoff(backoff_factor=backoff)
     )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from quire.db import utcnow
 from quire.events import retention
 from quire.orders import maintenance, report, statistics
+from quire.payroll import runs as payroll_runs
 from quire.qa import runs
 from quire.qa import service as qa
 from quire.settings import get_settings
@@ -70,6 +71,36 @@ def hand_back_unanswered_reviews() -> int:
             reason = f"no review decision within {hours:g} hours"
             handed_back += qa.give_back_after_failure(session, subject, reason)
     return handed_back
+
+
+@task(name="Release payroll runs whose flow run ended", retries=2, retry_delay_seconds=5)
+def release_abandoned_payroll_runs() -> int:
+    """A payroll flow run cancelled, failed or timed out while suspended for approval ends on
+    Prefect's server, where no flow hook runs: without this sweep its run would hold the period.
+    The run fails (nothing was posted) and the period is free for a new attempt."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.objects import StateType
+
+    database = flow_database()
+    waiting = payroll_runs.unfinished_runs(database)
+    if not waiting:
+        return 0
+    ended = (StateType.CANCELLED, StateType.FAILED, StateType.CRASHED)
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[f for *_, f in waiting]))
+        )
+    states = {f.id: f.state for f in flow_runs}
+    released = 0
+    for tenant_id, run_id, flow_run_id in waiting:
+        state = states.get(flow_run_id)
+        if state is None or state.type not in ended:
+            continue
+        reason = f"its flow run was {state.type.value.lower()}: {state.message or state.name}"
+        with database.session(tenant_id, write=True) as session:
+            released += payroll_runs.fail(session, run_id, reason).status == "failed"
+    return released
 
 
 @task(name="Gather marketplace statistics")

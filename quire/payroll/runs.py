@@ -170,6 +170,24 @@ def tenants_with_profiles(database: Database) -> list[tuple[uuid.UUID, str, str]
         ]
 
 
+def unfinished_runs(database: Database) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
+    """(tenant id, run id, flow run id) of every real run not posted yet whose flow run is known,
+    across tenants: maintenance asks Prefect whether those flow runs are still alive."""
+    with database.session() as session:
+        return [
+            (tenant_id, run_id, flow_run_id)
+            for tenant_id, run_id, flow_run_id in session.execute(
+                select(PayrollRun.tenant_id, PayrollRun.id, PayrollRun.flow_run_id)
+                .where(
+                    PayrollRun.status.in_(NOT_POSTED),
+                    PayrollRun.flow_run_id.is_not(None),
+                    PayrollRun.dry_run.is_(False),
+                )
+                .execution_options(**ALL_TENANTS)
+            )
+        ]
+
+
 def attach_flow_run(session: Session, run_id: uuid.UUID, flow_run_id: uuid.UUID) -> PayrollRun:
     run = get_run(session, run_id, for_update=True)
     if run.flow_run_id not in (None, flow_run_id):

@@ -17,7 +17,9 @@ from prefect.client.schemas.objects import StateType
 from sqlalchemy import func, select
 
 from ledger.balances import trial_balance
+from ledger.fx import convert_minor
 from ledger.models import Transfer
+from quire.payroll.fx_rates import RateTable
 from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
 from quire.payroll.payout_files import validate
 from tests.flows.conftest import bearer, wait_until
@@ -99,7 +101,10 @@ def test_finance_starts_a_second_finance_user_approves_and_the_bank_gets_its_fil
         f"{api.base_url}/payroll-runs/{run_id}", headers=bearer(pw.world.finance), timeout=30
     ).json()
     assert shown["gate"]["success"] is True
-    assert shown["totals"]["payout"]["EUR"]["amount_minor"] == 120_000 + 27_747
+    usd_in_eur = convert_minor(
+        30_000, "USD", "EUR", RateTable.from_json(shown["fx_rates"]).rate("USD", "EUR")
+    )
+    assert shown["totals"]["payout"]["EUR"]["amount_minor"] == 120_000 + usd_in_eur
     assert shown["data_docs_url"].endswith("/data-docs/index.html")
     kinds = artifacts_of(shown["flow_run_id"])
     assert kinds[f"payroll-{this_period()}-a1-lines"] == "table"
@@ -211,3 +216,29 @@ def test_a_bank_account_shared_by_two_specialists_fails_the_gate_and_nothing_is_
         assert not session.scalar(
             select(func.count()).select_from(Transfer).where(Transfer.kind == "payroll_payout")
         )
+
+
+def test_cancelling_a_run_that_waits_for_approval_frees_its_period(
+    served, api, flow_env, payroll_world
+):
+    """Cancelled while suspended, the flow run runs no hook: hourly maintenance sees it ended
+    and fails the payroll run, so finance can start a new attempt."""
+    from prefect.states import Cancelled
+
+    from flows.maintenance import marketplace_maintenance
+
+    pw = payroll_world
+    body = start(api, pw.world.finance).json()
+    wait_until(lambda: waiting_for_approval(pw, body["id"]), timeout=RUN_TIMEOUT, what="approval")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            uuid.UUID(body["flow_run_id"]), Cancelled(message="wrong month"), force=True
+        )
+    assert start(api, pw.world.finance).status_code == 409  # still held until maintenance runs
+    report = marketplace_maintenance()
+    assert report.payroll_released >= 1
+    with flow_env.session(pw.tenant_id) as session:
+        run = session.get(PayrollRun, uuid.UUID(body["id"]))
+        assert run.status == RunStatus.FAILED
+        assert "cancelled" in run.failure_reason
+    assert start(api, pw.world.finance).json()["attempt"] == 2
