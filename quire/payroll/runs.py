@@ -189,11 +189,10 @@ def unfinished_runs(database: Database) -> list[tuple[uuid.UUID, uuid.UUID, uuid
 
 
 def attach_flow_run(session: Session, run_id: uuid.UUID, flow_run_id: uuid.UUID) -> PayrollRun:
+    """Record the flow run working on the run: the latest one. A new flow run may take over a
+    run whose worker died (a re-run); every step being idempotent under the run's row lock,
+    two of them can never post twice."""
     run = get_run(session, run_id, for_update=True)
-    if run.flow_run_id not in (None, flow_run_id):
-        raise Conflict(
-            f"payroll run {run_id} belongs to flow run {run.flow_run_id}", code="payroll_run_taken"
-        )
     run.flow_run_id = flow_run_id
     run.updated_at = utcnow()
     return run
