@@ -55,7 +55,6 @@ def idempotency_key(run: PayrollRun) -> str:
 def list_runs(
     session: Session,
     actor: Actor,
-    *,
     period: str | None = None,
     status: str | None = None,
     limit: int = 50,
@@ -81,7 +80,6 @@ def list_lines(
     session: Session,
     actor: Actor,
     run_id: uuid.UUID,
-    *,
     status: str | None = None,
     after: int | None = None,
     limit: int = 100,
