@@ -7,7 +7,10 @@
     -> specialists log in, claim and submit through the HTTP API
     -> the outbox relay starts one QA run per submission; the checks run
     -> the demo reviewer approves through the API, which resumes the suspended runs
-    -> earnings land in the ledger; print a summary
+    -> earnings land in the ledger
+    -> finance starts the month's payroll through the API; Prefect computes it, the Great
+       Expectations gate passes, the run waits for approval; a second finance user approves;
+       the payouts are posted and the bank's files written; print a summary
     -> keep everything running (API docs, Prefect UI) until Ctrl-C or SIGTERM, unless --exit
 
 Everything a user would do goes through the real interfaces: HTTP for people, Prefect for runs.
@@ -22,16 +25,21 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from deployments import prefect_server
 from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT
 from deployments.processes import sigterm_as_interrupt, start, stop, uninterrupted
+from quire.db import Database
 from quire.money import format_minor
+from quire.payroll.files import files_of
+from quire.people.models import Tenant
 from quire.settings import get_settings
 
 # `run` is `quire demo` (deployments/cli.py); bench/qa_pipeline.py uses the other two.
@@ -54,6 +62,9 @@ WORK = {
 }
 REVIEWER = "reviewer@demo.quire"
 FINANCE = "finance@demo.quire"
+APPROVER = "finance2@demo.quire"
+# No FX provider is reachable offline: the demo converts with a rates file in the ECB's format.
+DEMO_FX_RATES = Path(__file__).with_name("demo_fx_rates.xml")
 
 
 def step(message: str) -> None:
@@ -119,6 +130,8 @@ def run(*, exit_when_done: bool = False) -> int:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
     os.environ.setdefault("QUIRE_DATABASE_BLOCK", "")
+    os.environ.setdefault("QUIRE_FX_RATES_URL", "")
+    os.environ.setdefault("QUIRE_FX_RATES_FILE", str(DEMO_FX_RATES))
     api_url = os.environ["PREFECT_API_URL"]
     server_env = {**os.environ, **prefect_server.server_environment(home, host, port)}
 
@@ -175,7 +188,12 @@ def deployments_served(*names: str) -> bool:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    wanted = names or ("outbox-relay/outbox-relay", get_settings().qa_deployment)
+    settings = get_settings()
+    wanted = names or (
+        "outbox-relay/outbox-relay",
+        settings.qa_deployment,
+        settings.payroll_deployment,
+    )
     with get_client(sync_client=True) as client:
         try:
             for name in wanted:
@@ -233,8 +251,48 @@ def walk_through(api: Api) -> dict[str, Any]:
             ),
         )
         step(f"'{order['title']}' accepted; earnings posted")
+    payroll = pay_the_month(api)
     accounts = api.call(FINANCE, "GET", "/ledger/accounts").json()
-    return {"orders": list(claimed.values()), "accounts": accounts}
+    return {"orders": list(claimed.values()), "accounts": accounts, "payroll": payroll}
+
+
+def pay_the_month(api: Api) -> dict[str, Any]:
+    """Finance starts this month's payroll; a second finance user approves the preview."""
+    api.login(APPROVER)
+    period = time.strftime("%Y-%m", time.gmtime())
+    step(f"{FINANCE} starts the payroll for {period} through the API (a Prefect flow run)")
+    started = api.call(FINANCE, "POST", "/payroll-runs", json={"period": period})
+    if started.status_code == 409 and started.json().get("code") == "period_already_paid":
+        step(f"{period} is already paid (an earlier demo); showing that run")
+        return api.call(FINANCE, "GET", f"/payroll-runs/{started.json()['run_id']}").json()
+    started.raise_for_status()
+    run_id = started.json()["id"]
+
+    def run() -> dict[str, Any]:
+        body = api.call(FINANCE, "GET", f"/payroll-runs/{run_id}").json()
+        if body["status"] == "failed":
+            raise RuntimeError(f"the payroll run failed: {body['failure_reason']}")
+        return body
+
+    shown = wait_for(
+        "the payroll preview", lambda: run()["status"] == "awaiting_approval" and run()
+    )
+    step(
+        "lines computed, the Great Expectations gate passed, the preview is published; "
+        f"the run waits for approval ({shown['flow_run_url'] or 'see the Prefect UI'})"
+    )
+    refused = api.call(
+        FINANCE, "POST", f"/payroll-runs/{run_id}/approval", json={"decision": "approve"}
+    )
+    step(f"{FINANCE} may not approve their own run: {refused.status_code} {refused.json()['code']}")
+    api.call(
+        APPROVER,
+        "POST",
+        f"/payroll-runs/{run_id}/approval",
+        json={"decision": "approve", "comment": "Preview checked in the demo."},
+    ).raise_for_status()
+    step(f"{APPROVER} approved; the payouts are posted in one ledger batch")
+    return wait_for("the payout files", lambda: (body := run())["files"] and body)
 
 
 def print_summary(summary: dict[str, Any], api_url: str, ui_url: str) -> None:
@@ -248,4 +306,26 @@ def print_summary(summary: dict[str, Any], api_url: str, ui_url: str) -> None:
             owner = f" {account['owner_id']}" if account["owner_id"] else ""
             amount = format_minor(account["balance_minor"], account["currency"])
             print(f"    {account['kind']:<20} {amount:>16}{owner}")
+    payroll = summary.get("payroll")
+    if payroll:
+        print(f"  payroll {payroll['period']} (attempt {payroll['attempt']}): {payroll['status']}")
+        for currency, total in sorted(payroll["totals"].get("payout", {}).items()):
+            amount = format_minor(total["amount_minor"], currency)
+            print(f"    pays     {amount:>16}  to {total['specialists']} specialist(s)")
+        for path in payout_file_paths(payroll):
+            print(f"    file     {path}")
     print(f"\n  API docs:  {api_url}/docs\n  Prefect UI: {ui_url}\n", flush=True)
+
+
+def payout_file_paths(payroll: dict[str, Any]) -> list[Path]:
+    """Where the run's files are on disk (the API serves them; people may want to open them)."""
+    settings = get_settings()
+    database = Database(settings.effective_database_url)
+    try:
+        with database.session() as session:
+            tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == DEMO_TENANT))
+        with database.session(tenant_id) as session:
+            found = files_of(session, uuid.UUID(payroll["id"]))
+            return [settings.reports_dir.resolve() / f.path for f in found]
+    finally:
+        database.dispose()

@@ -10,6 +10,8 @@ from quire.db import Database, utcnow
 from quire.orders import service as orders
 from quire.orders.models import OrderMode
 from quire.orders.schemas import OrderDraft
+from quire.payroll import payout_details
+from quire.payroll.models import PayoutDetails, PayrollProfile
 from quire.people import service as people
 from quire.people.actor import Actor
 from quire.people.models import Role, Tenant
@@ -23,6 +25,7 @@ PEOPLE = [
     ("manager@demo.quire", "Max Manager", [Role.MANAGER], None),
     ("reviewer@demo.quire", "Rae Reviewer", [Role.REVIEWER], None),
     ("finance@demo.quire", "Fin Finance", [Role.FINANCE], None),
+    ("finance2@demo.quire", "Fiona Controller", [Role.FINANCE], None),  # the second pair of eyes
     (
         "writer1@demo.quire",
         "Sam Writer",
@@ -36,6 +39,19 @@ PEOPLE = [
         {"payout_currency": "JPY", "skills": ["editing"]},
     ),
 ]
+
+# Where the specialists are paid (kept long enough ago that no cooling period holds them), and
+# the account the consultancy pays from.
+BANK_DETAILS = {
+    "writer1@demo.quire": {"scheme": "iban", "iban": "DE89370400440532013000"},
+    "writer2@demo.quire": {
+        "scheme": "local",
+        "country": "JP",
+        "bank_code": "0001001",
+        "account_number": "1234567",
+    },
+}
+DEBTOR = ("Demo Consultancy GmbH", "DE02120300000000202051", "BYLADEM1001")
 
 ORDERS = [
     ("Landing page copy for a fintech launch", "copywriting", 45_000, "USD", OrderMode.CLAIM),
@@ -64,6 +80,24 @@ def seed_demo(database: Database) -> bool:
                     profile=profile,
                 ),
             )
+        for email, details in BANK_DETAILS.items():
+            user = users[email]
+            account = payout_details.validate_account(account_holder=user.display_name, **details)
+            row = PayoutDetails(tenant_id=tenant.id, user_id=user.id, created_at=utcnow())
+            payout_details.apply(row, account, now=utcnow() - dt.timedelta(days=90))
+            session.add(row)
+        name, iban, bic = DEBTOR
+        session.add(
+            PayrollProfile(
+                tenant_id=tenant.id,
+                debtor_name=name,
+                debtor_iban=iban,
+                debtor_bic=bic,
+                time_zone="Europe/Berlin",
+                minimum_payouts={"EUR": 1_000, "JPY": 1_000},
+                updated_at=utcnow(),
+            )
+        )
         manager = users["manager@demo.quire"]
         actor = Actor(manager.id, tenant.id, frozenset(manager.roles))
         for title, skill, fee, currency, mode in ORDERS:
