@@ -24,6 +24,8 @@ from quire.settings import get_settings
 from tasks.database import flow_database
 
 BATCH = 1000
+# A payroll run opened this long ago without a flow run never will get one.
+NEVER_STARTED = dt.timedelta(minutes=15)
 
 
 def _sweep(step: Callable[[Session], int]) -> int:
@@ -83,16 +85,20 @@ def release_abandoned_payroll_runs() -> int:
     from prefect.client.schemas.objects import StateType
 
     database = flow_database()
+    released = 0
+    for tenant_id, run_id in payroll_runs.never_started(database, utcnow() - NEVER_STARTED):
+        with database.session(tenant_id, write=True) as session:
+            payroll_runs.fail(session, run_id, "its flow run was never created")
+            released += 1
     waiting = payroll_runs.unfinished_runs(database)
     if not waiting:
-        return 0
+        return released
     ended = (StateType.CANCELLED, StateType.FAILED, StateType.CRASHED)
     with get_client(sync_client=True) as client:
         flow_runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[f for *_, f in waiting]))
         )
     states = {f.id: f.state for f in flow_runs}
-    released = 0
     for tenant_id, run_id, flow_run_id in waiting:
         state = states.get(flow_run_id)
         if state is None or state.type not in ended:

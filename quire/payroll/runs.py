@@ -188,6 +188,24 @@ def unfinished_runs(database: Database) -> list[tuple[uuid.UUID, uuid.UUID, uuid
         ]
 
 
+def never_started(database: Database, before: dt.datetime) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant id, run id) of runs opened before `before` that never got a flow run (the API
+    process died between opening the run and starting it): they would hold their period."""
+    with database.session() as session:
+        return [
+            (tenant_id, run_id)
+            for tenant_id, run_id in session.execute(
+                select(PayrollRun.tenant_id, PayrollRun.id)
+                .where(
+                    PayrollRun.status == RunStatus.DRAFT,
+                    PayrollRun.flow_run_id.is_(None),
+                    PayrollRun.created_at < before,
+                )
+                .execution_options(**ALL_TENANTS)
+            )
+        ]
+
+
 def attach_flow_run(session: Session, run_id: uuid.UUID, flow_run_id: uuid.UUID) -> PayrollRun:
     """Record the flow run working on the run: the latest one. A new flow run may take over a
     run whose worker died (a re-run); every step being idempotent under the run's row lock,

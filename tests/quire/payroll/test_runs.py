@@ -271,3 +271,14 @@ def test_two_starts_of_one_period_at_once_make_one_run(pg_url):
         thread.join()
     database.dispose()
     assert sorted(outcomes) == ["opened", "payroll_in_progress"]
+
+
+def test_a_run_that_never_got_a_flow_run_is_found_for_maintenance(pw):
+    import datetime as dt
+
+    from quire.db import utcnow
+
+    with pw.database.session(pw.tenant_id, write=True) as session:
+        orphan = runs.open_run(session, finance(pw), period=this_period())
+    assert (pw.tenant_id, orphan.id) in runs.never_started(pw.database, utcnow() + dt.timedelta(1))
+    assert runs.never_started(pw.database, utcnow() - dt.timedelta(hours=1)) == []
