@@ -22,10 +22,10 @@ from api.errors import responses
 from api.schemas import Page
 from ledger.balances import PERIOD
 from quire.errors import NotFound, Unavailable
-from quire.payroll import run_service as service
+from quire.payroll import service
 from quire.payroll.files import run_directory
 from quire.payroll.models import PayrollFile, PayrollRun
-from quire.payroll.run_schemas import (
+from quire.payroll.schemas import (
     ApprovalIn,
     FileOut,
     LineOut,

@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 from quire.db import utcnow
 from quire.errors import Conflict, NotFound
 from quire.payroll import payout_files, periods
-from quire.payroll.models import FileStatus, LineStatus, PayrollFile, PayrollLine, PayrollRun
+from quire.payroll.models import (
+    FileStatus,
+    LineStatus,
+    PayoutScheme,
+    PayrollFile,
+    PayrollLine,
+    PayrollRun,
+)
+from quire.payroll.payout_details import SEPA_COUNTRIES
 from quire.payroll.runs import MONEY_MOVED, profile
 
 
@@ -66,8 +74,8 @@ def write_files(session: Session, run: PayrollRun, reports_dir: Path) -> list[Pa
         .order_by(PayrollLine.id)
     ).all()
     payments = [_payment(run, line) for line in lines]
-    sepa = [p for p in payments if p.currency == "EUR" and p.scheme == "iban"]
-    other = [p for p in payments if p not in sepa]
+    sepa = [p for p in payments if _by_sepa(p)]
+    other = [p for p in payments if not _by_sepa(p)]
     stem = f"payroll-{run.period}-a{run.attempt}"
     made: list[payout_files.PayoutFile] = []
     if sepa:
@@ -118,6 +126,15 @@ def write_files(session: Session, run: PayrollRun, reports_dir: Path) -> list[Pa
         records.append(record)
     session.flush()
     return records
+
+
+def _by_sepa(payment: payout_files.Payment) -> bool:
+    """Euros to an IBAN in the SEPA zone go by SEPA credit transfer; everything else by .09."""
+    return (
+        payment.currency == "EUR"
+        and payment.scheme == PayoutScheme.IBAN
+        and payment.country in SEPA_COUNTRIES
+    )
 
 
 def _payment(run: PayrollRun, line: PayrollLine) -> payout_files.Payment:

@@ -9,9 +9,9 @@ What a line pays is the payable *as of the cutoff*: earnings effective before th
 every debit whenever it came (a fine or payout after the cutoff still reduces it). So a line is
 never more than the payable holds now, and later earnings wait for the next period.
 
-Withheld lines (on hold, bank details changed within the cooling period, no or unsuitable bank
-details, under the minimum payout) are stored too, with their reason; their money stays in the
-payable and is computed again next period.
+Withheld lines (no specialist profile, on hold, no bank details, bank details changed within
+the cooling period, under the minimum payout) are stored too, with their reason; their money
+stays in the payable and is computed again next period.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ledger.models import Account, AccountKind, Entry
 from quire.money import exponent, format_minor
 from quire.payroll import periods
 from quire.payroll.models import LineStatus, PayoutDetails, PayoutScheme
+from quire.payroll.payout_details import SEPA_COUNTRIES
 from quire.people.models import SpecialistProfile, User
 
 # The frame's columns, as the Great Expectations gate (quire.payroll.expectations) reads them.
@@ -225,7 +226,13 @@ def compute(
     payable = frame["status"] == LineStatus.PAYABLE
     frame.loc[~payable, "payout_minor"] = None
 
-    frame["sepa"] = payable & (frame["payout_currency"] == "EUR") & (frame["scheme"] == "iban")
+    # SEPA: euros to an IBAN in the SEPA zone; every other payout goes by pain.001.001.09.
+    frame["sepa"] = (
+        payable
+        & (frame["payout_currency"] == "EUR")
+        & (frame["scheme"] == PayoutScheme.IBAN)
+        & frame["country"].isin(SEPA_COUNTRIES)
+    )
     frame["creditor_name"] = frame["account_holder"].fillna(frame["display_name"])
     frame["end_to_end_id"] = None
     prefix = f"QP{periods.compact(period)}A{attempt}L"
@@ -246,15 +253,13 @@ def _withheld_because(frame: pd.DataFrame, as_of: dt.datetime, cooling_days: int
         frame["profile_currency"].isna(),
         frame["on_hold"].fillna(False).astype(bool),
         frame["scheme"].isna(),
-        changed.notna() & (changed > since),
-        (frame["payout_currency"] == "EUR") & (frame["scheme"] != PayoutScheme.IBAN),
+        changed.notna() & (changed > since) & (cooling_days > 0),
     ]
     reasons = [
         pd.Series("no specialist profile (no payout currency)", index=frame.index),
         "on hold: " + hold_text,
         pd.Series("no bank details", index=frame.index),
         "bank details changed recently: held for review until " + cooling_until.fillna(""),
-        pd.Series("EUR payouts need an IBAN (SEPA credit transfer)", index=frame.index),
     ]
     chosen = pd.Series(None, index=frame.index, dtype=object)
     for condition, reason in reversed(list(zip(conditions, reasons, strict=True))):

@@ -40,6 +40,7 @@ from quire.payroll.models import (
     PayrollRun,
     RunStatus,
 )
+from quire.payroll.payout_details import SEPA_COUNTRIES
 from quire.people.actor import Actor
 from quire.people.models import Tenant
 from quire.tenancy import ALL_TENANTS, tenant_of
@@ -339,7 +340,8 @@ def lines_frame(session: Session, run_id: uuid.UUID) -> pd.DataFrame:
                 "account_fingerprint": None,
                 "sepa": line.status != LineStatus.WITHHELD
                 and line.payout_currency == "EUR"
-                and payee.get("scheme") == "iban",
+                and payee.get("scheme") == "iban"
+                and payee.get("country") in SEPA_COUNTRIES,
                 "end_to_end_id": line.end_to_end_id,
                 "creditor_name": payee.get("creditor_name"),
                 "bic": payee.get("bic"),
