@@ -121,7 +121,7 @@ def open_run(
         payout_date=payout_date,
         dry_run=dry_run,
         status=RunStatus.DRAFT,
-        started_by=actor.user_id if actor else None,
+        started_by=_person(actor),
         flow_run_id=flow_run_id,
         totals={},
         created_at=now,
@@ -392,7 +392,7 @@ def decide(
         )
     before = {"status": run.status}
     run.status = RunStatus.APPROVED if approve else RunStatus.REJECTED
-    run.decided_by = approver.user_id if approver else None
+    run.decided_by = _person(approver)
     run.decision_comment = comment
     run.decided_at = utcnow()
     run.updated_at = run.decided_at
@@ -477,6 +477,11 @@ def fail(session: Session, run_id: uuid.UUID, reason: str) -> PayrollRun:
         _fail(run, reason)
         run.updated_at = utcnow()
     return run
+
+
+def _person(actor: Actor | None) -> uuid.UUID | None:
+    """Who did it, as a user (Quire itself, or the Prefect UI without identities, is None)."""
+    return None if actor is None or actor.is_system else actor.user_id
 
 
 def _fail(run: PayrollRun, reason: str) -> None:

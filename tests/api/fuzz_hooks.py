@@ -31,6 +31,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 from ledger.balances import statement_window
 from quire.errors import Invalid
+from quire.payroll.payout_details import InvalidPayoutDetails, validate_account
 
 # The coverage phase folds `minLength`/`maxLength` into a pattern's quantifier
 # (`^[^\x00]*$` with 1..500000 becomes `^[^\x00]{1,500000}$`) and drops the length keywords.
@@ -146,7 +147,50 @@ def _statement_query(query: dict[str, Any]) -> dict[str, Any]:
     return {**rest, "period": "2024-02"}
 
 
-BODY_RULES = {"POST /orders": _order_draft, "POST /users": _user_draft}
+# A bank account of each scheme that passes every bank rule (fields set to None are optional).
+_VALID_ACCOUNT: dict[str, dict[str, Any]] = {
+    "iban": {"iban": "DE89370400440532013000", "bic": None, "country": None},
+    "local": {
+        "country": "US",
+        "bank_code": "021000021",
+        "account_number": "123456789",
+        "bic": None,
+    },
+}
+_ACCOUNT_FIELDS = ("scheme", "account_holder", "iban", "bic", "account_number", "bank_code")
+
+
+def _payout_details(body: dict[str, Any]) -> dict[str, Any]:
+    """Bank details keep the banks' rules (check digits, a country's formats, a BIC of the
+    account's country, no field of the other scheme): a field that breaks one is replaced by a
+    valid account of the same scheme, a field of the other scheme is dropped."""
+    scheme = body.get("scheme")
+    if scheme not in _VALID_ACCOUNT:
+        return body
+    for _ in range(3):
+        try:
+            validate_account(**{name: body.get(name) for name in (*_ACCOUNT_FIELDS, "country")})
+        except InvalidPayoutDetails as refused:
+            fixed = dict(body)
+            for problem in refused.problems:
+                name = str(problem.loc[0])
+                if problem.type == "not_allowed":
+                    fixed.pop(name, None)
+                elif name == "account_holder":
+                    fixed[name] = "Sam Specialist"
+                else:
+                    fixed.update(_VALID_ACCOUNT[scheme])
+            body = fixed
+        else:
+            return body
+    return body
+
+
+BODY_RULES = {
+    "POST /orders": _order_draft,
+    "POST /users": _user_draft,
+    "PUT /me/payout-details": _payout_details,
+}
 QUERY_RULES = {"GET /ledger/accounts/{account_id}/statement": _statement_query}
 
 

@@ -13,6 +13,7 @@ A new endpoint that is missing from the table fails `test_every_tenant_endpoint_
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,6 +35,14 @@ ROLES = ("admin", "manager", "reviewer", "finance", "specialist")
 UNCOVERED_HERE = re.compile(
     r"^(/health/.*|/metrics|/docs.*|/openapi\.json|/redoc|/auth/.*|/events|/events/ws|/me)$"
 )
+# Endpoints whose success needs a Prefect server, or whose path names no tenant-unique id (a file
+# name is the same in every tenant's run of a period): tests/api/test_payroll.py covers their
+# roles and isolation, tests/flows/test_payroll_run.py their success.
+UNCOVERED_ENDPOINTS = {
+    ("POST", "/payroll-runs"),
+    ("GET", "/payroll-runs/{run_id}/files/{name}"),
+    ("GET", "/payroll-runs/{run_id}/data-docs/{path:path}"),
+}
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -102,6 +111,22 @@ def lines(_: Ids) -> dict[str, Any]:
     return {"lines": [{"description": "Blog post", "amount_minor": 8_500}]}
 
 
+def payout_details(_: Ids) -> dict[str, Any]:
+    return {"scheme": "iban", "account_holder": "Sam Specialist", "iban": "DE89370400440532013000"}
+
+
+def payroll_profile(_: Ids) -> dict[str, Any]:
+    return {
+        "debtor_name": "Acme",
+        "debtor_iban": "DE89370400440532013000",
+        "debtor_bic": "COBADEFFXXX",
+    }
+
+
+def approval(_: Ids) -> dict[str, Any]:
+    return {"decision": "approve"}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -114,6 +139,8 @@ class Endpoint:
     query: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     denied_code: str = "wrong_role"
+    # Ids that are integers (a payroll line), not UUIDs: a missing one is a large number.
+    integer_ids: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -130,7 +157,10 @@ class Endpoint:
         return {param: scene[name] for param, name in self.ids.items()}
 
     def missing_ids(self) -> dict[str, str]:
-        return {param: str(uuid.uuid4()) for param in self.ids}
+        return {
+            param: str(2**62) if param in self.integer_ids else str(uuid.uuid4())
+            for param in self.ids
+        }
 
 
 ANYONE = ROLES
@@ -142,6 +172,9 @@ BID = {"order_id": "bidding_order", "bid_id": "bid"}
 PAYABLE = {"account_id": "payable_account"}
 DRAFT = {"invoice_id": "draft_invoice"}
 ISSUED = {"invoice_id": "issued_invoice"}
+SPECIALIST = {"user_id": "specialist"}
+RUN = {"run_id": "payroll_run"}
+LINE = {"run_id": "payroll_run", "line_id": "payroll_line"}
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/users", ("admin",), body=new_user),
@@ -216,6 +249,33 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/ledger/invoices/{invoice_id}/issue", FINANCE, DRAFT, headers=DRAFT_LOCK),
     Endpoint("POST", "/ledger/invoices/{invoice_id}/pay", FINANCE, ISSUED, headers=ISSUED_LOCK),
     Endpoint("POST", "/ledger/invoices/{invoice_id}/void", FINANCE, DRAFT, headers=DRAFT_LOCK),
+    # Bank details: a specialist keeps their own; finance holds payouts and keeps the profile,
+    # admins read what finance reads.
+    Endpoint("GET", "/me/payout-details", ("specialist",)),
+    Endpoint("PUT", "/me/payout-details", ("specialist",), body=payout_details),
+    Endpoint("GET", "/payout-details", FINANCE),
+    Endpoint("GET", "/specialists/{user_id}/payout-details", FINANCE, SPECIALIST),
+    Endpoint("PUT", "/specialists/{user_id}/payout-hold", ("finance",), SPECIALIST, reason),
+    Endpoint("DELETE", "/specialists/{user_id}/payout-hold", ("finance",), SPECIALIST),
+    Endpoint("GET", "/payroll/profile", FINANCE),
+    Endpoint("PUT", "/payroll/profile", ("finance",), body=payroll_profile),
+    # The audit log: admins read all of it, finance its finance entries.
+    Endpoint("GET", "/audit-log", ("admin", "finance")),
+    Endpoint("GET", "/audit-log.csv", ("admin", "finance")),
+    # Payroll runs are finance's alone.
+    Endpoint("GET", "/payroll-runs", ("finance",)),
+    Endpoint("GET", "/payroll-runs/{run_id}", ("finance",), RUN),
+    Endpoint("GET", "/payroll-runs/{run_id}/lines", ("finance",), RUN),
+    Endpoint("POST", "/payroll-runs/{run_id}/approval", ("finance",), RUN, approval),
+    Endpoint("POST", "/payroll-runs/{run_id}/reverse", ("finance",), RUN, reason),
+    Endpoint(
+        "POST",
+        "/payroll-runs/{run_id}/lines/{line_id}/reverse",
+        ("finance",),
+        LINE,
+        reason,
+        integer_ids=("line_id",),
+    ),
 ]
 WITH_IDS = [e for e in ENDPOINTS if e.ids]
 WITHOUT_IDS = [e for e in ENDPOINTS if not e.ids]
@@ -234,6 +294,8 @@ STAGED = {
     "transfer",
     "draft_invoice",
     "issued_invoice",
+    "payroll_run",
+    "payroll_line",
 }
 
 
@@ -278,6 +340,44 @@ async def stage_orders(client: httpx.AsyncClient, world: World) -> dict[str, str
     }
 
 
+def posted_payroll_run(database: Database, world: World) -> tuple[uuid.UUID, int]:
+    """A posted payroll run with one posted line (the specialist's bank details made old enough
+    to be paid), as the flow would leave it; approved by the system, as no second finance user
+    exists in this world."""
+    from sqlalchemy import select, update
+
+    from quire.payroll import lines, runs
+    from quire.payroll.models import PayoutDetails, PayrollLine
+    from quire.people.actor import Actor
+    from tests.quire.payroll.support import RATES
+
+    with database.session(world.tenant_id, write=True) as session:
+        session.execute(
+            update(PayoutDetails).values(details_changed_at=utcnow() - dt.timedelta(days=90))
+        )
+        run = runs.open_run(session, world.finance.actor, period=utcnow().strftime("%Y-%m"))
+        runs.fix_rates(session, run.id, RATES.to_json())
+        frame = lines.compute(
+            session,
+            run_id=run.id,
+            period=run.period,
+            attempt=run.attempt,
+            cutoff=run.cutoff_at,
+            as_of=utcnow(),
+            cooling_days=14,
+            minimums={},
+            rate=RATES.rate,
+            rate_source=RATES.source_label,
+        )
+        runs.store_lines(session, run, frame)
+        runs.record_gate(session, run.id, {"success": True, "failed": []})
+        runs.await_approval(session, run.id)
+        runs.decide(session, run.id, Actor.system(world.tenant_id), approve=True, comment="")
+        runs.post(session, run.id)
+        line_id = session.scalar(select(PayrollLine.id).where(PayrollLine.run_id == run.id))
+        return run.id, line_id
+
+
 async def stage(client: httpx.AsyncClient, database: Database, world: World) -> dict[str, str]:
     """One object of each kind an id can name (STAGED), each in a state where the probing call
     would succeed if it reached it."""
@@ -312,6 +412,9 @@ async def stage(client: httpx.AsyncClient, database: Database, world: World) -> 
         )
     )
     assert (draft_invoice["lock_version"], issued["lock_version"]) == (1, 2)
+    await ok(client.put("/me/payout-details", json=payout_details({}), headers=specialist.auth))
+    await ok(client.put("/payroll/profile", json=payroll_profile({}), headers=finance.auth))
+    run_id, line_id = posted_payroll_run(database, world)
     scene |= {
         "user": str(world.manager.id),
         "specialist": str(specialist.id),
@@ -322,6 +425,8 @@ async def stage(client: httpx.AsyncClient, database: Database, world: World) -> 
         "transfer": moved["id"],
         "draft_invoice": draft_invoice["id"],
         "issued_invoice": issued["id"],
+        "payroll_run": str(run_id),
+        "payroll_line": str(line_id),
     }
     assert set(scene) == STAGED
     return scene
@@ -344,9 +449,11 @@ def outcome(response: httpx.Response) -> tuple[int, str | None]:
 
 
 def identifiers(world: World, scene: Mapping[str, str]) -> set[str]:
-    """Everything that identifies the tenant's data in a response body."""
+    """Everything that identifies the tenant's data in a response body (a small integer id,
+    such as a payroll line's, is not searchable text: its isolation is probed by id)."""
     people = {str(p.id) for p in world.people.values()} | {p.email for p in world.people.values()}
-    return {str(world.tenant_id), world.slug, *people, *scene.values()}
+    ids = {value for value in scene.values() if not value.isdigit()}
+    return {str(world.tenant_id), world.slug, *people, *ids}
 
 
 async def snapshot(client: httpx.AsyncClient, world: World, scene: Mapping[str, str]) -> Any:
@@ -394,7 +501,11 @@ def app_endpoints(app: Any) -> set[tuple[str, str]]:
 
 def test_every_tenant_endpoint_is_in_the_table(tmp_path: Path):
     app = create_app(make_settings(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path))
-    in_app = {(m, path) for m, path in app_endpoints(app) if not UNCOVERED_HERE.match(path)}
+    in_app = {
+        (m, path)
+        for m, path in app_endpoints(app)
+        if not UNCOVERED_HERE.match(path) and (m, path) not in UNCOVERED_ENDPOINTS
+    }
     in_table = [(e.method, e.path) for e in ENDPOINTS]
 
     assert ("GET", "/orders") in in_app, "the routes were found"
@@ -423,7 +534,10 @@ async def test_another_tenants_ids_alone_or_mixed_with_ours_look_exactly_like_mi
         if len(endpoint.ids) > 1:  # also one of their ids among ours
             own = endpoint.ids_in(ours)
             cases += [
-                ({**own, param: endpoint.ids_in(theirs)[param]}, {**own, param: str(uuid.uuid4())})
+                (
+                    {**own, param: endpoint.ids_in(theirs)[param]},
+                    {**own, param: endpoint.missing_ids()[param]},
+                )
                 for param in endpoint.ids
             ]
         for foreign, missing in cases:

@@ -190,7 +190,14 @@ async def test_only_finance_sees_payroll(client, pw, settings, role):
 
 async def test_another_tenants_run_does_not_exist(client, pw, settings, rival: World):
     run_id = await posted_run(pw, settings)
-    for path in (f"/payroll-runs/{run_id}", f"/payroll-runs/{run_id}/lines"):
+    with pw.database.session(pw.tenant_id) as session:
+        name = files.files_of(session, uuid.UUID(run_id))[0].name
+    for path in (
+        f"/payroll-runs/{run_id}",
+        f"/payroll-runs/{run_id}/lines",
+        f"/payroll-runs/{run_id}/files/{name}",
+        f"/payroll-runs/{run_id}/data-docs/index.html",
+    ):
         assert (await client.get(path, headers=rival.finance.auth)).status_code == 404
     assert (await client.get("/payroll-runs", headers=rival.finance.auth)).json() == []
 
