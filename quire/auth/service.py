@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from quire.audit import service as audit
 from quire.auth import access_tokens, lockout, passwords, rate_limit
 from quire.auth.access_tokens import AccessClaims, TokenConfig
 from quire.auth.models import ApiKey, RefreshToken
@@ -278,7 +279,19 @@ def create_api_key(
     )
     session.add(key)
     session.flush()
+    audit.record(session, actor, "api_key.minted", "api_key", key.id, after=_key_facts(key))
     return key, secret
+
+
+def _key_facts(key: ApiKey) -> dict[str, object]:
+    """What the audit log keeps of a key: never its secret nor the secret's hash."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "owner_id": key.owner_id,
+        "roles": sorted(key.roles),
+        "revoked_at": key.revoked_at,
+    }
 
 
 def authenticate_api_key(session: Session, presented: str) -> Actor:
@@ -316,5 +329,15 @@ def revoke_api_key(session: Session, actor: Actor, key_id: uuid.UUID, now: dt.da
     if key is None or (key.owner_id != actor.user_id and not actor.has(Role.ADMIN)):
         raise NotFound(f"API key {key_id} not found", code="api_key_not_found")
     if key.revoked_at is None:
+        before = _key_facts(key)
         key.revoked_at = now
+        audit.record(
+            session,
+            actor,
+            "api_key.revoked",
+            "api_key",
+            key.id,
+            before=before,
+            after=_key_facts(key),
+        )
     return key

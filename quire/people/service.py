@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from quire.audit import service as audit
 from quire.auth.passwords import hash_password
 from quire.db import utcnow
 from quire.errors import Conflict, NotFound
@@ -63,7 +64,16 @@ def add_user(session: Session, tenant_id: uuid.UUID, draft: UserDraft) -> User:
 
 def create_user(session: Session, actor: Actor, draft: UserDraft) -> User:
     actor.require(Role.ADMIN)
-    return add_user(session, actor.tenant_id, draft)
+    user = add_user(session, actor.tenant_id, draft)
+    audit.record(
+        session,
+        actor,
+        "user.created",
+        "user",
+        user.id,
+        after={"email": user.email, "roles": sorted(user.roles), "is_active": user.is_active},
+    )
+    return user
 
 
 def get_user(session: Session, actor: Actor, user_id: uuid.UUID) -> User:
