@@ -28,6 +28,7 @@ from prefect.states import State
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from quire.correlation import correlated
 from quire.payroll import approvals, files, fx_rates, lines, periods, report, runs
 from quire.payroll.approvals import ApprovalData
 from quire.payroll.models import PayrollRun
@@ -72,6 +73,13 @@ class GateOutcome(BaseModel):
     seconds: float
 
 
+def _this_flow_run() -> str | None:
+    """What the audit log records as the request id of a flow's actions."""
+    from prefect.runtime import flow_run
+
+    return f"flow-run:{flow_run.get_id()}" if flow_run.get_id() else None
+
+
 def _tenant_id(slug: str) -> uuid.UUID:
     with flow_database().session() as session:
         tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == slug))
@@ -92,7 +100,7 @@ def open_run(
     """The run the API opened (`run_id`), the one this flow run opened before (a re-run), or a
     new attempt for the period (a start from the Prefect UI or the schedule)."""
     tenant_id = _tenant_id(tenant)
-    with flow_database().session(tenant_id, write=True) as session:
+    with correlated(_this_flow_run()), flow_database().session(tenant_id, write=True) as session:
         if run_id is not None:
             run = runs.get_run(session, run_id)
             if flow_run_id is not None:
@@ -283,7 +291,10 @@ def vet_approval(run: RunRef, decision: ApprovalData) -> str | None:
 
 @task(name="Record the decision")
 def record_decision(run: RunRef, decision: ApprovalData) -> RunRef:
-    with flow_database().session(run.tenant_id, write=True) as session:
+    with (
+        correlated(_this_flow_run()),
+        flow_database().session(run.tenant_id, write=True) as session,
+    ):
         approver = approvals.approver_of(session, decision.approver)
         actor = Actor(approver.id, run.tenant_id, frozenset(approver.roles)) if approver else None
         stored = runs.decide(

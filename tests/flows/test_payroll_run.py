@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from ledger.balances import trial_balance
 from ledger.fx import convert_minor
 from ledger.models import Transfer
+from quire.audit.models import AuditEntry
 from quire.payroll.fx_rates import RateTable
 from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
 from quire.payroll.payout_files import validate
@@ -155,6 +156,14 @@ def test_finance_starts_a_second_finance_user_approves_and_the_bank_gets_its_fil
         f"{api.base_url}/payroll-runs/{run_id}", headers=bearer(pw.specialists["ana"]), timeout=30
     )
     assert specialist.status_code == 403
+    with flow_env.session(pw.tenant_id) as session:
+        audited = {
+            e.action: e
+            for e in session.scalars(select(AuditEntry).where(AuditEntry.object_id == run_id))
+        }
+    assert audited["payroll_run.started"].actor_id == pw.world.finance.id
+    assert audited["payroll_run.approved"].actor_id == second_finance(pw).id
+    assert audited["payroll_run.approved"].request_id == f"flow-run:{shown['flow_run_id']}"
 
 
 def test_a_rejected_run_posts_nothing_and_a_new_attempt_can_start(
