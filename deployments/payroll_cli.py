@@ -68,20 +68,26 @@ def cmd_run(args: argparse.Namespace, database: Database) -> int:
     except DomainError as refused:
         print(f"refused: {refused.message}")
         return 2
-    flow_run = run_deployment(
-        get_settings().payroll_deployment,
-        parameters={
-            "tenant": args.tenant,
-            "period": run.period,
-            "payout_date": run.payout_date.isoformat(),
-            "dry_run": run.dry_run,
-            "run_id": str(run.id),
-        },
-        idempotency_key=f"payroll:{run.tenant_id}:{run.period}:{run.attempt}",
-        timeout=0,
-        as_subflow=False,
-        tags=["quire", "payroll"],
-    )
+    try:
+        flow_run = run_deployment(
+            get_settings().payroll_deployment,
+            parameters={
+                "tenant": args.tenant,
+                "period": run.period,
+                "payout_date": run.payout_date.isoformat(),
+                "dry_run": run.dry_run,
+                "run_id": str(run.id),
+            },
+            idempotency_key=f"payroll:{run.tenant_id}:{run.period}:{run.attempt}",
+            timeout=0,
+            as_subflow=False,
+            tags=["quire", "payroll"],
+        )
+    except Exception as exc:  # the run is open: fail it so it does not hold the period
+        with database.session(tenant_id, write=True) as session:
+            runs.fail(session, run.id, f"could not be started: {exc}")
+        print(f"could not start the run's flow run: {exc}")
+        return 3
     with database.session(tenant_id, write=True) as session:
         runs.attach_flow_run(session, run.id, flow_run.id)
     print(f"payroll run {run.id}: {run.period} attempt {run.attempt}, flow run {flow_run.id}")

@@ -105,7 +105,8 @@ def release_abandoned_payroll_runs() -> int:
             continue
         reason = f"its flow run was {state.type.value.lower()}: {state.message or state.name}"
         with database.session(tenant_id, write=True) as session:
-            released += payroll_runs.fail(session, run_id, reason).status == "failed"
+            failed = payroll_runs.fail(session, run_id, reason, flow_run_id=flow_run_id)
+            released += failed.status == "failed"
     return released
 
 

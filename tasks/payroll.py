@@ -22,13 +22,16 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from quire.correlation import correlated
+from quire.db import utcnow
 from quire.payroll import approvals, files, fx_rates, lines, periods, report, runs
 from quire.payroll.approvals import ApprovalData
 from quire.payroll.models import PayrollRun
@@ -38,6 +41,9 @@ from quire.settings import get_settings
 from tasks.database import flow_database
 
 RATES_CACHE_FOR = dt.timedelta(days=2)
+# Every step but the rates download reads and writes the database, which is where a run's state
+# lives: none of them may answer a resumed or re-run flow run from Prefect's cache (a cached
+# "Open the payroll run" would report the run as it was before the suspension).
 
 
 class RunRef(BaseModel):
@@ -88,7 +94,7 @@ def _tenant_id(slug: str) -> uuid.UUID:
     return tenant_id
 
 
-@task(name="Open the payroll run")
+@task(name="Open the payroll run", cache_policy=NO_CACHE)
 def open_run(
     tenant: str,
     period: str,
@@ -101,6 +107,9 @@ def open_run(
     new attempt for the period (a start from the Prefect UI or the schedule)."""
     tenant_id = _tenant_id(tenant)
     with correlated(_this_flow_run()), flow_database().session(tenant_id, write=True) as session:
+        if not period and run_id is None:  # the UI's form left it empty: the month just ended
+            zone = periods.zone(runs.profile(session).time_zone)
+            period = periods.previous(dt.datetime.now(zone).date())
         if run_id is not None:
             run = runs.get_run(session, run_id)
             if flow_run_id is not None:
@@ -139,6 +148,18 @@ def only_when_unavailable(task: Task[..., Any], task_run: TaskRun, state: State[
     return False
 
 
+def only_operational(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry posting after a dropped connection or a serialization failure, not after a refusal
+    (a payable too small, a run not approved): that would be refused again."""
+    try:
+        state.result()
+    except OperationalError:
+        return True
+    except Exception:  # the only question is whether to retry
+        return False
+    return False
+
+
 def by_provider_and_day(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return fx_rates.cache_key(get_settings(), parameters["day"])
 
@@ -158,7 +179,7 @@ def fetch_rates(day: dt.date) -> dict[str, Any]:
     ).to_json()
 
 
-@task(name="Read the fallback FX rates file")
+@task(name="Read the fallback FX rates file", cache_policy=NO_CACHE)
 def fallback_rates() -> dict[str, Any]:
     path = get_settings().fx_rates_fallback_file
     if not path:
@@ -169,14 +190,14 @@ def fallback_rates() -> dict[str, Any]:
     return fx_rates.load_rates_file(Path(path)).to_json()
 
 
-@task(name="Fix the run's FX rates")
+@task(name="Fix the run's FX rates", cache_policy=NO_CACHE)
 def fix_rates(run: RunRef, rates: dict[str, Any]) -> dict[str, Any]:
     """The first rates a run is given are the ones it keeps: a re-run converts with them."""
     with flow_database().session(run.tenant_id, write=True) as session:
         return runs.fix_rates(session, run.run_id, rates)
 
 
-@task(name="Compute the lines", persist_result=False)
+@task(name="Compute the lines", cache_policy=NO_CACHE, persist_result=False)
 def compute_lines(run: RunRef) -> pd.DataFrame:
     """One SQL aggregate of the payables at the cutoff, converted and withheld set-based."""
     settings = get_settings()
@@ -198,7 +219,7 @@ def compute_lines(run: RunRef) -> pd.DataFrame:
         )
 
 
-@task(name="Validate the lines (Great Expectations)", persist_result=False)
+@task(name="Validate the lines (Great Expectations)", cache_policy=NO_CACHE, persist_result=False)
 def validate_lines(run: RunRef, frame: pd.DataFrame) -> dict[str, Any]:
     """The gate: nothing is posted unless every expectation holds. Data Docs are written under
     the reports directory whatever the outcome."""
@@ -230,7 +251,7 @@ def validate_lines(run: RunRef, frame: pd.DataFrame) -> dict[str, Any]:
     return result.to_json()
 
 
-@task(name="Keep the lines with the run")
+@task(name="Keep the lines with the run", cache_policy=NO_CACHE)
 def keep_lines(run: RunRef, frame: pd.DataFrame, gate: dict[str, Any]) -> RunRef:
     with flow_database().session(run.tenant_id, write=True) as session:
         stored = runs.get_run(session, run.run_id)
@@ -239,7 +260,7 @@ def keep_lines(run: RunRef, frame: pd.DataFrame, gate: dict[str, Any]) -> RunRef
         return RunRef.of(stored, True)
 
 
-@task(name="Publish the gate's failures")
+@task(name="Publish the gate's failures", cache_policy=NO_CACHE)
 def publish_gate_failure(run: RunRef, gate: dict[str, Any]) -> None:
     with flow_database().session(run.tenant_id) as session:
         stored = runs.get_run(session, run.run_id)
@@ -251,7 +272,7 @@ def publish_gate_failure(run: RunRef, gate: dict[str, Any]) -> None:
     )
 
 
-@task(name="Publish the preview")
+@task(name="Publish the preview", cache_policy=NO_CACHE)
 def publish_preview(run: RunRef) -> str:
     """A table (per specialist: payable, rate, payout, holds and why) and a summary."""
     with flow_database().session(run.tenant_id) as session:
@@ -274,13 +295,13 @@ def publish_preview(run: RunRef) -> str:
     return markdown
 
 
-@task(name="Wait for approval: ask")
+@task(name="Wait for approval: ask", cache_policy=NO_CACHE)
 def mark_awaiting_approval(run: RunRef) -> RunRef:
     with flow_database().session(run.tenant_id, write=True) as session:
         return RunRef.of(runs.await_approval(session, run.run_id), True)
 
 
-@task(name="Check the approver")
+@task(name="Check the approver", cache_policy=NO_CACHE)
 def vet_approval(run: RunRef, decision: ApprovalData) -> str | None:
     with flow_database().session(run.tenant_id) as session:
         stored = runs.get_run(session, run.run_id)
@@ -289,7 +310,7 @@ def vet_approval(run: RunRef, decision: ApprovalData) -> str | None:
         )
 
 
-@task(name="Record the decision")
+@task(name="Record the decision", cache_policy=NO_CACHE)
 def record_decision(run: RunRef, decision: ApprovalData) -> RunRef:
     with (
         correlated(_this_flow_run()),
@@ -307,13 +328,21 @@ def record_decision(run: RunRef, decision: ApprovalData) -> RunRef:
         return RunRef.of(stored, True)
 
 
-@task(name="Post the payouts (one ledger batch)")
+@task(
+    name="Post the payouts (one ledger batch)",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=only_operational,
+)
 def post_run(run: RunRef) -> RunRef:
+    cooling_days = get_settings().payout_details_cooling_days
     with flow_database().session(run.tenant_id, write=True) as session:
-        return RunRef.of(runs.post(session, run.run_id), True)
+        posted = runs.post(session, run.run_id, as_of=utcnow(), cooling_days=cooling_days)
+        return RunRef.of(posted, True)
 
 
-@task(name="Write the payout files")
+@task(name="Write the payout files", cache_policy=NO_CACHE)
 def write_payout_files(run: RunRef) -> list[str]:
     reports_dir = get_settings().reports_dir
     with flow_database().session(run.tenant_id, write=True) as session:
@@ -356,10 +385,10 @@ def release_after_failure(
             else runs.find_by_flow_run(session, flow_run_id)
         )
         if found is not None:
-            runs.fail(session, found.id, reason)
+            runs.fail(session, found.id, reason, flow_run_id=flow_run_id)
 
 
-@task(name="Start each tenant's payroll")
+@task(name="Start each tenant's payroll", cache_policy=NO_CACHE)
 def start_every_tenant(period: str | None) -> list[str]:
     """The monthly schedule: one run per tenant with a payroll profile, for the month just ended
     in its time zone (or `period`), unless that month is paid or in progress already."""
@@ -375,7 +404,9 @@ def start_every_tenant(period: str | None) -> list[str]:
         run_deployment(
             get_settings().payroll_deployment,
             parameters={"tenant": slug, "period": month},
-            idempotency_key=f"payroll:{tenant_id}:{month}:{attempt}",
+            # Not the API's key for this attempt: a start through the API must never be handed
+            # the schedule's flow run (which opens its own run).
+            idempotency_key=f"payroll-schedule:{tenant_id}:{month}:{attempt}",
             timeout=0,
             as_subflow=False,
             tags=["quire", "payroll"],

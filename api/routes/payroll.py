@@ -45,6 +45,8 @@ def _out(run: PayrollRun, files: list[PayrollFile] | None = None) -> RunOut:
     out.flow_run_url = workflows.flow_run_url(run.flow_run_id)
     if run.gate and run.gate.get("data_docs_index"):
         out.data_docs_url = f"/payroll-runs/{run.id}/data-docs/index.html"
+        # The worker's file system is not the caller's business: the URL above serves it.
+        out.gate = {k: v for k, v in run.gate.items() if k != "data_docs_index"}
     out.files = [FileOut.model_validate(f) for f in files or []]
     return out
 
@@ -148,12 +150,16 @@ async def reverse_run(run_id: uuid.UUID, body: ReverseIn, work: Work) -> RunOut:
 @router.get(
     "/{run_id}/files/{name}",
     response_class=Response,
-    responses={**READ_ERRORS, 200: {"content": {"application/xml": {}, "text/csv": {}}}},
+    responses={
+        **responses(401, 403, 404, 409, 422),
+        200: {"content": {"application/xml": {}, "text/csv": {}}},
+    },
 )
 async def download_file(
     run_id: uuid.UUID, name: Annotated[str, PathParam(max_length=200)], request: Request, work: Work
 ) -> Response:
-    """A payout file as recorded (its sha256 is checked before it is served)."""
+    """A payout file as recorded (its sha256 is checked before it is served: 409 if it no longer
+    matches). A reversed run's files are served too, marked `X-File-Status: void`."""
     reports_dir = request.app.state.settings.reports_dir
     found, content = await work.read(service.read_file, run_id, name, reports_dir)
     return Response(

@@ -28,7 +28,7 @@ from quire.payroll.models import (
     PayrollRun,
 )
 from quire.payroll.payout_details import SEPA_COUNTRIES
-from quire.payroll.runs import MONEY_MOVED, profile
+from quire.payroll.runs import MONEY_MOVED, get_run, profile
 
 
 def run_directory(run: PayrollRun) -> Path:
@@ -51,6 +51,7 @@ def files_of(session: Session, run_id: uuid.UUID) -> list[PayrollFile]:
 
 def write_files(session: Session, run: PayrollRun, reports_dir: Path) -> list[PayrollFile]:
     """The run's payout files (once: a re-run returns the files already recorded)."""
+    run = get_run(session, run.id, for_update=True)  # a reversal waits, or goes first
     existing = files_of(session, run.id)
     if existing:
         return existing

@@ -151,12 +151,11 @@ def payees(session: Session) -> pd.DataFrame:
 
 def held_specialists(session: Session, as_of: dt.datetime, cooling_days: int) -> frozenset[str]:
     """Specialists finance holds, or whose bank details changed within the cooling period."""
-    since = as_of - dt.timedelta(days=cooling_days)
-    rows = session.scalars(
-        select(PayoutDetails.user_id).where(
-            or_(PayoutDetails.on_hold, PayoutDetails.details_changed_at > since)
-        )
-    )
+    held = PayoutDetails.on_hold.is_(True)
+    if cooling_days > 0:
+        since = as_of - dt.timedelta(days=cooling_days)
+        held = or_(held, PayoutDetails.details_changed_at > since)
+    rows = session.scalars(select(PayoutDetails.user_id).where(held))
     return frozenset(str(user_id) for user_id in rows)
 
 

@@ -2,8 +2,10 @@
 lines and the files handed to the bank.
 
 A run is (tenant, period `YYYY-MM`, attempt). At most one *live* run per (tenant, period) — one
-that is not a dry run and not rejected or failed — is a partial unique index, so two finance users
-starting the same month at once get one run and one refusal, decided by the database.
+that is not a dry run and not rejected, failed or reversed — and at most one run *in flight* per
+tenant (not posted yet, of any period: two would pay the same payables) are partial unique
+indexes, so two finance users starting at once get one run and one refusal, decided by the
+database.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class RunStatus(enum.StrEnum):
 # States out of which a run no longer holds its period: a new attempt may start.
 RELEASED = (RunStatus.REJECTED, RunStatus.FAILED, RunStatus.REVERSED)
 _LIVE = text("NOT dry_run AND status NOT IN ('rejected', 'failed', 'reversed')")
+# Not posted yet: two such runs (of two periods) would compute and pay the same payables.
+_IN_FLIGHT = text("NOT dry_run AND status IN ('draft', 'awaiting_approval', 'approved')")
 
 
 class PayrollRun(TenantScoped, Base):
@@ -106,6 +110,14 @@ class PayrollRun(TenantScoped, Base):
             unique=True,
             postgresql_where=_LIVE,
             sqlite_where=_LIVE,
+        ),
+        # One run in flight per tenant, whatever its period.
+        Index(
+            "uq_payroll_runs_in_flight",
+            "tenant_id",
+            unique=True,
+            postgresql_where=_IN_FLIGHT,
+            sqlite_where=_IN_FLIGHT,
         ),
         CheckConstraint("attempt >= 1", name="attempt_positive"),
     )

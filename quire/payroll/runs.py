@@ -30,6 +30,7 @@ from ledger import business
 from quire.audit.service import record
 from quire.db import Database, utcnow
 from quire.errors import Conflict, Invalid, NotFound
+from quire.payroll import lines as payroll_lines
 from quire.payroll import periods
 from quire.payroll.lines import COLUMNS
 from quire.payroll.models import (
@@ -104,6 +105,16 @@ def open_run(
             f"payroll for {period} is in progress (run {live[-1].id}, {live[-1].status})",
             code="payroll_in_progress",
             run_id=str(live[-1].id),
+        )
+    in_flight = session.scalar(
+        select(PayrollRun).where(PayrollRun.status.in_(NOT_POSTED), PayrollRun.dry_run.is_(False))
+    )
+    if in_flight is not None and not dry_run:
+        raise Conflict(
+            f"the payroll for {in_flight.period} (run {in_flight.id}) is not posted yet: "
+            "finish or reject it first (two unposted runs would pay the same payables)",
+            code="payroll_in_progress",
+            run_id=str(in_flight.id),
         )
     cutoff = periods.cutoff(period, settings_of_tenant.time_zone)
     payout_date = payout_date or periods.default_payout_date(period, settings_of_tenant.time_zone)
@@ -408,9 +419,16 @@ def decide(
     return run
 
 
-def post(session: Session, run_id: uuid.UUID) -> PayrollRun:
+def post(
+    session: Session, run_id: uuid.UUID, *, as_of: dt.datetime | None = None, cooling_days: int = 0
+) -> PayrollRun:
     """Move every payable line out of the payables into payout clearing, in one ledger batch
-    with the run's and lines' new states: all of it commits, or none of it."""
+    with the run's and lines' new states: all of it commits, or none of it.
+
+    The approval may come days after the preview: a line whose specialist has been held since
+    (by finance, or by new bank details within `cooling_days` of `as_of`), or whose payable has
+    shrunk below it (a fine), is withheld now with that reason rather than paid — never more than
+    is owed, never to a held account — and the rest is posted."""
     run = get_run(session, run_id, for_update=True)
     if run.status in (*MONEY_MOVED, RunStatus.REVERSED):
         return run  # posted before (a re-run after a crash that followed the commit)
@@ -419,11 +437,17 @@ def post(session: Session, run_id: uuid.UUID) -> PayrollRun:
             f"payroll run {run_id} is {run.status}: only an approved run is posted",
             code="payroll_not_approved",
         )
-    lines = session.scalars(
-        select(PayrollLine)
-        .where(PayrollLine.run_id == run.id, PayrollLine.status == LineStatus.PAYABLE)
-        .order_by(PayrollLine.id)
-    ).all()
+    lines = _still_payable(
+        session,
+        run,
+        session.scalars(
+            select(PayrollLine)
+            .where(PayrollLine.run_id == run.id, PayrollLine.status == LineStatus.PAYABLE)
+            .order_by(PayrollLine.id)
+        ).all(),
+        as_of or utcnow(),
+        cooling_days,
+    )
     payouts = [
         business.PayoutLine(
             key=payout_key(run, line),
@@ -463,16 +487,55 @@ def post(session: Session, run_id: uuid.UUID) -> PayrollRun:
     return run
 
 
+def _still_payable(
+    session: Session,
+    run: PayrollRun,
+    candidates: list[PayrollLine],
+    as_of: dt.datetime,
+    cooling_days: int,
+) -> list[PayrollLine]:
+    """The lines that may still be paid; the others are withheld, with why (two queries)."""
+    held = payroll_lines.held_specialists(session, as_of, cooling_days)
+    now_payable = {
+        (row.specialist_id, row.source_currency): int(row.payable_minor)
+        for row in payroll_lines.payables(session, run.cutoff_at).itertuples()
+    }
+    keep, withheld = [], False
+    for line in candidates:
+        owed = now_payable.get((str(line.specialist_id), line.source_currency), 0)
+        reason = None
+        if str(line.specialist_id) in held:
+            reason = "held since the preview (on hold, or new bank details in the cooling period)"
+        elif owed < line.payable_minor:
+            reason = f"the payable fell to {owed} minor units since the preview"
+        if reason is None:
+            keep.append(line)
+            continue
+        line.status, line.hold_reason = LineStatus.WITHHELD, reason
+        line.payout_minor, line.end_to_end_id = None, None
+        line.updated_at = utcnow()
+        withheld = True
+    if withheld:
+        session.flush()
+        run.totals = totals_of(lines_frame(session, run.id))
+    return keep
+
+
 def payout_key(run: PayrollRun, line: PayrollLine) -> str:
     """The idempotency key of a line's payout: (tenant, period, attempt, specialist, currency);
     the tenant is part of every key's uniqueness already."""
     return f"payroll:{run.period}:{run.attempt}:{line.specialist_id}:{line.source_currency}"
 
 
-def fail(session: Session, run_id: uuid.UUID, reason: str) -> PayrollRun:
+def fail(
+    session: Session, run_id: uuid.UUID, reason: str, *, flow_run_id: uuid.UUID | None = None
+) -> PayrollRun:
     """The run cannot go on (its flow run failed, crashed, was cancelled, or timed out): if
-    nothing was posted it fails and frees the period for a new attempt; a posted run stays."""
+    nothing was posted it fails and frees the period for a new attempt; a posted run stays.
+    Given `flow_run_id`, only if that flow run is still the run's (not one a re-run replaced)."""
     run = get_run(session, run_id, for_update=True)
+    if flow_run_id is not None and run.flow_run_id not in (None, flow_run_id):
+        return run
     if run.status in NOT_POSTED:
         _fail(run, reason)
         run.updated_at = utcnow()

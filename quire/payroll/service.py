@@ -378,6 +378,16 @@ def validate_profile(body: PayrollProfileIn) -> dict[str, Any]:
         except ValueError as bad:
             problems.append(FieldProblem((name,), str(bad), getattr(bad, "type", "invalid")))
     iban_country = values["debtor_iban"][:2] if "debtor_iban" in values else None
+    if iban_country is not None and iban_country not in rules.SEPA_COUNTRIES:
+        # The SEPA file names the debtor's account; an account outside the zone could never
+        # send it, and a run would be posted with no file the bank takes.
+        problems.append(
+            FieldProblem(
+                ("debtor_iban",),
+                f"payouts leave from an account in the SEPA zone; {iban_country} is outside it",
+                "sepa_required",
+            )
+        )
     try:
         values["debtor_bic"] = rules.normalise_bic(body.debtor_bic, country=iban_country)
     except ValueError as bad:

@@ -89,6 +89,16 @@ def artifacts_of(flow_run_id: str) -> dict[str, str]:
     return {a.key: a.type for a in found if a.key}
 
 
+def task_runs(flow_run_id: str) -> list[str]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
+        )
+    return [run.name.rsplit("-", 1)[0] for run in found]
+
+
 def test_finance_starts_a_second_finance_user_approves_and_the_bank_gets_its_files(
     served, api, flow_env, payroll_world
 ):
@@ -164,6 +174,8 @@ def test_finance_starts_a_second_finance_user_approves_and_the_bank_gets_its_fil
     assert audited["payroll_run.started"].actor_id == pw.world.finance.id
     assert audited["payroll_run.approved"].actor_id == second_finance(pw).id
     assert audited["payroll_run.approved"].request_id == f"flow-run:{shown['flow_run_id']}"
+    # Resumed after the approval, the run went on from where it stood: computed and gated once.
+    assert task_runs(shown["flow_run_id"]).count("Compute the lines") == 1
 
 
 def test_a_rejected_run_posts_nothing_and_a_new_attempt_can_start(

@@ -185,9 +185,9 @@ def test_an_unapproved_run_is_not_posted(pw):
         runs.post(session, run_id)
 
 
-def test_posting_fails_whole_when_a_payable_shrank_below_its_line(pw, database):
-    """All or nothing: one line that can no longer be paid posts none of the others."""
-    from ledger.posting import InsufficientFunds, Leg, TransferSpec, post
+def test_a_line_whose_payable_shrank_since_the_preview_is_withheld_not_overpaid(pw):
+    """A fine after the preview: that line waits (never pay more than is owed); the rest posts."""
+    from ledger.posting import Leg, TransferSpec, post
 
     run_id = open_and_compute(pw)
     with pw.database.session(pw.tenant_id, write=True) as session:
@@ -198,10 +198,51 @@ def test_posting_fails_whole_when_a_payable_shrank_below_its_line(pw, database):
             session,
             TransferSpec("late_fine", "fine-now", [Leg.debit(ana, 100), Leg.credit(fines, 100)]),
         )
-    with pytest.raises(InsufficientFunds), pw.database.session(pw.tenant_id, write=True) as s:
-        runs.post(s, run_id)
+    with pw.database.session(pw.tenant_id, write=True) as session:
+        run = runs.post(session, run_id)
+        ana_eur = session.scalar(
+            select(PayrollLine).where(
+                PayrollLine.run_id == run_id,
+                PayrollLine.specialist_id == pw.id("ana"),
+                PayrollLine.source_currency == "EUR",
+            )
+        )
+        assert ana_eur.status == LineStatus.WITHHELD
+        assert "fell to 119900" in ana_eur.hold_reason
+        assert run.totals["payout"]["EUR"]["amount_minor"] == 27_747
+    assert payable(pw, "ana", "EUR") == 119_900  # still owed, paid next period
+    assert payable(pw, "ken", "EUR") == 0
+
+
+def test_a_specialist_held_after_the_preview_is_not_paid(pw):
+    from quire.payroll.models import PayoutDetails
+
+    run_id = open_and_compute(pw)
+    with pw.database.session(pw.tenant_id, write=True) as session:
+        runs.decide(session, run_id, second_finance(pw), approve=True, comment="")
+        details = session.get(PayoutDetails, pw.id("ken"))
+        details.on_hold, details.hold_reason = True, "fraud alert"
+    with pw.database.session(pw.tenant_id, write=True) as session:
+        runs.post(session, run_id, cooling_days=14)
     assert payable(pw, "ken", "EUR") == 50_000
     assert clearing(pw, "JPY") == 0
+    assert payable(pw, "ana", "EUR") == 0
+
+
+def test_no_second_period_while_a_run_is_in_flight(pw):
+    open_and_compute(pw)
+    with pytest.raises(Conflict) as refused, pw.database.session(pw.tenant_id, write=True) as s:
+        runs.open_run(s, finance(pw), period="2099-01")
+    assert refused.value.code == "payroll_in_progress"
+
+
+def test_a_replaced_flow_run_cannot_fail_the_run(pw):
+    run_id = open_and_compute(pw)
+    current, stale = uuid.uuid4(), uuid.uuid4()
+    with pw.database.session(pw.tenant_id, write=True) as session:
+        runs.attach_flow_run(session, run_id, current)
+        assert runs.fail(session, run_id, "old crash", flow_run_id=stale).status != "failed"
+        assert runs.fail(session, run_id, "crash", flow_run_id=current).status == "failed"
 
 
 def test_reversing_a_line_puts_the_amount_back_in_the_payable(pw):
