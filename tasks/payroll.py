@@ -34,6 +34,7 @@ from quire.correlation import correlated
 from quire.db import utcnow
 from quire.payroll import approvals, files, fx_rates, lines, periods, report, runs
 from quire.payroll.approvals import ApprovalData
+from quire.payroll.errors import RatesUnavailable
 from quire.payroll.models import PayrollRun
 from quire.people.actor import Actor
 from quire.people.models import Tenant, User
@@ -183,7 +184,7 @@ def fetch_rates(day: dt.date) -> dict[str, Any]:
 def fallback_rates() -> dict[str, Any]:
     path = get_settings().fx_rates_fallback_file
     if not path:
-        raise fx_rates.RatesUnavailable(
+        raise RatesUnavailable(
             "the FX rates provider is unavailable and no fallback file is configured "
             "(QUIRE_FX_RATES_FILE)"
         )

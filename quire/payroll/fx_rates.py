@@ -37,8 +37,9 @@ import httpx
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from quire.errors import Invalid, Unavailable
+from quire.errors import Invalid
 from quire.money import UnknownCurrency, validate_currency
+from quire.payroll.errors import RatesError, RatesRefused, RatesUnavailable
 from quire.settings import Settings
 
 __all__ = [
@@ -100,37 +101,6 @@ _LABEL_LENGTH = 120  # PayrollLine.rate_source is a String(120)
 RETIRED_ECB_CURRENCIES = frozenset(
     {"BGN", "CYP", "EEK", "HRK", "LTL", "LVL", "MTL", "ROL", "SIT", "SKK", "TRL"}
 )
-
-
-# --- failures ---------------------------------------------------------------------------------
-
-
-class RatesError(Unavailable):
-    """The day's rates could not be had. Both kinds are the provider's failure, never the API
-    client's, so an endpoint that needs rates answers 503 either way; `retryable` tells a Prefect
-    task whether asking again can help."""
-
-    code = "fx_rates_unavailable"
-    retryable = False
-
-
-class RatesUnavailable(RatesError):
-    """Transient: the provider was unreachable, too slow, overloaded (5xx) or rate limiting (429).
-    `retry_after` is the provider's own hint in seconds (Retry-After), when it gave one."""
-
-    retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
-
-
-class RatesRefused(RatesError):
-    """Permanent: the provider refused the request (4xx) or answered something that is not a
-    well-formed rates file. The same request gets the same answer; the configuration (or the
-    provider) must change first."""
-
-    code = "fx_rates_refused"
 
 
 def is_retryable(exc: BaseException) -> bool:

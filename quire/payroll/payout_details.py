@@ -47,7 +47,7 @@ from schwifty import exceptions as bank_errors
 from sqlalchemy import ColumnElement, and_, case, false, or_
 
 from quire.db import utcnow
-from quire.errors import Invalid
+from quire.payroll.errors import FieldProblem, InvalidPayoutDetails
 from quire.payroll.models import PayoutDetails, PayoutScheme
 
 if TYPE_CHECKING:
@@ -111,30 +111,6 @@ WITHHELD_NOT_SEPA = "not_sepa_reachable"
 
 # ---------------------------------------------------------------------------------------------
 # Problems
-
-
-@dataclass(frozen=True, slots=True)
-class FieldProblem:
-    """One thing wrong with one field: `loc` as in a 422's `errors` (e.g. `("iban",)`)."""
-
-    loc: tuple[str | int, ...]
-    msg: str
-    type: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"loc": list(self.loc), "msg": self.msg, "type": self.type}
-
-
-class InvalidPayoutDetails(Invalid):
-    """Bank details (or the tenant's debtor account) that cannot be paid to: a 422 whose
-    `errors` list every problem, each naming its field."""
-
-    code = "invalid_payout_details"
-
-    def __init__(self, problems: list[FieldProblem], *, code: str | None = None) -> None:
-        summary = "; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems[:5])
-        super().__init__(summary, code=code, errors=[p.as_dict() for p in problems])
-        self.problems = problems
 
 
 class _Bad(ValueError):

@@ -23,8 +23,8 @@ from quire.db import utcnow
 from quire.errors import Conflict, Forbidden, Invalid, NotFound
 from quire.payroll import approvals, corrections, files, policy, runs
 from quire.payroll import payout_details as rules
+from quire.payroll.errors import FieldProblem, InvalidPayoutDetails
 from quire.payroll.models import PayoutDetails, PayrollFile, PayrollLine, PayrollProfile, PayrollRun
-from quire.payroll.payout_details import FieldProblem, InvalidPayoutDetails
 from quire.payroll.schemas import (
     ApprovalIn,
     OwnPayoutDetailsOut,

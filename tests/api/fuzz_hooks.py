@@ -31,7 +31,8 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 from ledger.balances import statement_window
 from quire.errors import Invalid
-from quire.payroll.payout_details import InvalidPayoutDetails, validate_account
+from quire.payroll.errors import InvalidPayoutDetails
+from quire.payroll.payout_details import validate_account
 
 # The coverage phase folds `minLength`/`maxLength` into a pattern's quantifier
 # (`^[^\x00]*$` with 1..500000 becomes `^[^\x00]{1,500000}$`) and drops the length keywords.

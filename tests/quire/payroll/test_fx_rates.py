@@ -19,12 +19,11 @@ from hypothesis import strategies as st
 
 from ledger.fx import convert_minor
 from quire.errors import Invalid, Unavailable
+from quire.payroll.errors import RatesRefused, RatesUnavailable
 from quire.payroll.fx_rates import (
     MAX_RESPONSE_BYTES,
     RATE_SIGNIFICANT_DIGITS,
     USER_AGENT,
-    RatesRefused,
-    RatesUnavailable,
     RateTable,
     cache_key,
     daily_rates,

@@ -13,8 +13,8 @@ from sqlalchemy import literal, select
 
 from quire.db import utcnow
 from quire.payroll import payout_details as rules
+from quire.payroll.errors import InvalidPayoutDetails
 from quire.payroll.models import PayoutDetails, PayoutScheme
-from quire.payroll.payout_details import InvalidPayoutDetails
 from quire.people import service as people
 from quire.people.schemas import UserDraft
 from tests.support.world import PASSWORD
