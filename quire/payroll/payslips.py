@@ -25,8 +25,9 @@ previous run that paid that currency. Earlier payrolls' payouts (and their rever
 listed: with whatever preceded the window they are the balance brought forward, computed as the
 line's payable minus what is listed, so the statement always adds up.
 
-Set-based: one query for the run's lines, one for every window's entries, one INSERT of the
-invoices — whatever the number of specialists. Issuing is idempotent per run (a specialist
+Set-based: per chunk of CHUNK specialists, one query for their lines, one for all their windows'
+entries, one INSERT of their invoices — never a query per specialist, and memory bounded by the
+chunk however many orders a month holds. Issuing is idempotent per run (a specialist
 with a statement for the run gets none again); a reversal gets a new version that supersedes the
 old (void) one, without any ledger adjustment — the reversal transfers moved the money.
 """
@@ -66,6 +67,8 @@ ISSUABLE = (RunStatus.POSTED, RunStatus.PAID)
 PAYROLL_KINDS = frozenset({"payroll_payout", "fx_out"})
 FINANCE = (Role.FINANCE, Role.ADMIN)
 DESCRIPTION_MAX = 500
+# Specialists whose payslips are built and inserted together (see `_chunks`).
+CHUNK = 1000
 
 # Line kinds (the header's is ledger.invoices.STATEMENT_KIND).
 BROUGHT_FORWARD = "brought_forward"
@@ -143,12 +146,15 @@ def issue_for_run(session: Session, run: PayrollRun) -> int:
         )
     if run.status == RunStatus.REVERSED:
         return 0  # nothing was paid; statements issued before are reissued by the reversal
-    built = _build(session, run, unissued=True)
-    drafts = [
-        StatementDraft(specialist, run.period, currency, lines)
-        for specialist, (currency, lines) in built.items()
-    ]
-    return len(invoices.issue_statements(session, run.tenant_id, drafts))
+    issued = 0
+    for chunk in _chunks(_stated_specialists(session, run, unissued=True)):
+        built = _build(session, run, only=chunk)
+        drafts = [
+            StatementDraft(specialist, run.period, currency, lines)
+            for specialist, (currency, lines) in built.items()
+        ]
+        issued += len(invoices.issue_statements(session, run.tenant_id, drafts))
+    return issued
 
 
 def reissue_for_line(session: Session, run: PayrollRun, line: PayrollLine) -> Invoice:
@@ -170,7 +176,35 @@ def reissue_for_run(session: Session, run: PayrollRun) -> int:
     """After lines of `run` were reversed (all of them, for a run's reversal): every payslip
     that no longer tells the truth gets a new version, set-based. Returns how many."""
     run = get_run(session, run.id, for_update=True)
-    return _reissue(session, run, None)
+    return sum(
+        _reissue(session, run, chunk) for chunk in _chunks(_stated_specialists(session, run))
+    )
+
+
+def _stated_specialists(
+    session: Session, run: PayrollRun, *, unissued: bool = False
+) -> list[uuid.UUID]:
+    """Everyone the run paid (or paid and reversed), in order; with `unissued`, only those
+    without a payslip for it yet. One query."""
+    return list(
+        session.scalars(
+            select(PayrollLine.specialist_id)
+            .where(
+                PayrollLine.run_id == run.id,
+                PayrollLine.status.in_(STATED),
+                *_whose(run, None, unissued),
+            )
+            .distinct()
+            .order_by(PayrollLine.specialist_id)
+        )
+    )
+
+
+def _chunks(specialists: list[uuid.UUID]) -> Iterable[list[uuid.UUID]]:
+    """CHUNK specialists at a time: the queries stay few (one set per chunk, not per person)
+    and memory stays bounded however many orders a month has (each payslip lists them all)."""
+    for at in range(0, len(specialists), CHUNK):
+        yield specialists[at : at + CHUNK]
 
 
 def _reissue(session: Session, run: PayrollRun, specialists: Collection[uuid.UUID] | None) -> int:
@@ -262,13 +296,12 @@ def _build(
     run: PayrollRun,
     *,
     only: Collection[uuid.UUID] | None = None,
-    unissued: bool = False,
 ) -> dict[uuid.UUID, tuple[str, list[dict[str, Any]]]]:
     """(currency, lines) of the statement of each specialist `run` paid, in a fixed number of
     queries: the run's lines, their windows' entries, and the reasons of reversed lines."""
     lines_query = (
         select(*LINE_COLUMNS)
-        .where(PayrollLine.run_id == run.id, *_whose(run, only, unissued))
+        .where(PayrollLine.run_id == run.id, *_whose(run, only, False))
         .order_by(PayrollLine.specialist_id, PayrollLine.source_currency)
     )
     # Rows, not ORM objects: tens of thousands of lines are read, none is changed.
@@ -282,7 +315,7 @@ def _build(
     }
     if not stated:
         return {}
-    windows = _windows(session, run, only, unissued)
+    windows = _windows(session, run, only)
     reasons = _reversal_reasons(
         session,
         run,
@@ -328,12 +361,12 @@ def _whose(run: PayrollRun, only: Collection[uuid.UUID] | None, unissued: bool) 
 
 
 def _windows(
-    session: Session, run: PayrollRun, only: Collection[uuid.UUID] | None, unissued: bool
+    session: Session, run: PayrollRun, only: Collection[uuid.UUID] | None
 ) -> dict[tuple[uuid.UUID, str], _Window]:
     """Every stated line's window of payable entries, in one query (see the module docstring)."""
     windows: dict[tuple[uuid.UUID, str], _Window] = defaultdict(_Window)
     for owner, currency, amount, at, kind, reference, order_id, reverses in session.execute(
-        window_query(run, only, unissued)
+        window_query(run, only)
     ):
         item = _item(-int(amount), at, kind, reference, order_id, reverses)
         if item is not None:
@@ -341,14 +374,12 @@ def _windows(
     return windows
 
 
-def window_query(
-    run: PayrollRun, only: Collection[uuid.UUID] | None = None, unissued: bool = False
-) -> Any:
+def window_query(run: PayrollRun, only: Collection[uuid.UUID] | None = None) -> Any:
     """The one SELECT of every stated line's window entries (apart, so it can be EXPLAINed)."""
     stated = select(
         PayrollLine.specialist_id, PayrollLine.source_currency, PayrollLine.created_at
     ).where(PayrollLine.run_id == run.id, PayrollLine.status.in_(STATED))
-    stated = stated.where(*_whose(run, only, unissued))
+    stated = stated.where(*_whose(run, only, False))
     stated_lines = stated.subquery("stated")
     earlier = aliased(PayrollLine)
     previous = (
