@@ -6,7 +6,7 @@
     -> publish the preview -> dry run? stop here
     -> wait (suspended) for a finance user's approval; the starter may not approve
     -> rejected? stop, nothing posted -> post every payout in one ledger batch
-    -> write the payout files for the bank
+    -> write the payout files for the bank -> issue each paid specialist's payslip
 
 Finance starts it from the API (`POST /payroll-runs`, which opens the run and passes `run_id`),
 from this deployment's form in the Prefect UI, or the monthly schedule — which names no tenant,
@@ -113,6 +113,7 @@ def payroll_run(
     run = payroll.post_run(run)
     payroll.show_progress(run, 85, progress)
     written = payroll.write_payout_files(run)
+    payroll.issue_payslips(run)
     payroll.show_progress(run, 100, progress)
     return PayrollOutcome(run_id=run.run_id, period=run.period, status=run.status, files=written)
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import OperationalError
 
 from quire.correlation import correlated
 from quire.db import utcnow
-from quire.payroll import approvals, files, fx_rates, lines, periods, report, runs
+from quire.payroll import approvals, files, fx_rates, lines, payslips, periods, report, runs
 from quire.payroll.approvals import ApprovalData
 from quire.payroll.errors import RatesUnavailable
 from quire.payroll.models import PayrollRun
@@ -371,6 +371,13 @@ def write_payout_files(run: RunRef) -> list[str]:
         description=f"Payroll {run.period}: payout files",
     )
     return [path for *_, path in listing]
+
+
+@task(name="Issue the payslips", cache_policy=NO_CACHE)
+def issue_payslips(run: RunRef) -> int:
+    """One statement per paid specialist (a self-billing invoice version), set-based."""
+    with flow_database().session(run.tenant_id, write=True) as session:
+        return payslips.issue_for_run(session, runs.get_run(session, run.run_id))
 
 
 def release_after_failure(

@@ -1,7 +1,8 @@
 """Corrections after posting: reversal transfers, never edits.
 
 - One line (e.g. the bank returned the payment): its transfers are reversed, so the amount is
-  back in the specialist's payable — and the next period's run pays it again.
+  back in the specialist's payable — and the next period's run pays it again; the specialist's
+  payslip gets a new version saying so.
 - A whole posted run the bank has not paid: every posted line reversed, the files marked void
   (the bank must not execute them), the run `reversed` (which frees the period for a new attempt).
 
@@ -19,6 +20,7 @@ from ledger.posting import reverse
 from quire.audit.service import record
 from quire.db import utcnow
 from quire.errors import Conflict, NotFound
+from quire.payroll import payslips
 from quire.payroll.files import void_files
 from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
 from quire.payroll.runs import get_run
@@ -48,6 +50,8 @@ def reverse_line(
             code="payroll_line_not_reversible",
         )
     _reverse(session, run, line, reason)
+    session.flush()
+    payslips.reissue_for_run(session, run)  # that specialist's payslip, if issued: a new version
     record(
         session,
         actor,
@@ -83,6 +87,8 @@ def reverse_run(session: Session, actor: Actor, run_id: uuid.UUID, reason: str) 
         if line.status == LineStatus.POSTED:
             _reverse(session, run, line, reason)
             reversed_lines += 1
+    session.flush()
+    restated = payslips.reissue_for_run(session, run)
     voided = void_files(session, run.id)
     run.status = RunStatus.REVERSED
     run.failure_reason = f"reversed: {reason}"
@@ -99,6 +105,7 @@ def reverse_run(session: Session, actor: Actor, run_id: uuid.UUID, reason: str) 
             "reason": reason,
             "lines_reversed": reversed_lines,
             "files_voided": voided,
+            "payslips_restated": restated,
         },
     )
     return run

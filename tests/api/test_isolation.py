@@ -262,6 +262,10 @@ ENDPOINTS: list[Endpoint] = [
     # The audit log: admins read all of it, finance its finance entries.
     Endpoint("GET", "/audit-log", ("admin", "finance")),
     Endpoint("GET", "/audit-log.csv", ("admin", "finance")),
+    # Payslips: a specialist reads their own; finance and admins any of the tenant's.
+    Endpoint("GET", "/me/payslips", ("specialist",)),
+    Endpoint("GET", "/me/payslips/{invoice_id}", ("specialist",), {"invoice_id": "payslip"}),
+    Endpoint("GET", "/payslips/{invoice_id}", FINANCE, {"invoice_id": "payslip"}),
     # Payroll runs are finance's alone.
     Endpoint("GET", "/payroll-runs", ("finance",)),
     Endpoint("GET", "/payroll-runs/{run_id}", ("finance",), RUN),
@@ -296,6 +300,7 @@ STAGED = {
     "issued_invoice",
     "payroll_run",
     "payroll_line",
+    "payslip",
 }
 
 
@@ -340,13 +345,14 @@ async def stage_orders(client: httpx.AsyncClient, world: World) -> dict[str, str
     }
 
 
-def posted_payroll_run(database: Database, world: World) -> tuple[uuid.UUID, int]:
+def posted_payroll_run(database: Database, world: World) -> tuple[uuid.UUID, int, uuid.UUID]:
     """A posted payroll run with one posted line (the specialist's bank details made old enough
     to be paid), as the flow would leave it; approved by the system, as no second finance user
-    exists in this world."""
+    exists in this world; with the specialist's payslip."""
     from sqlalchemy import select, update
 
-    from quire.payroll import lines, runs
+    from ledger.models import Invoice
+    from quire.payroll import lines, payslips, runs
     from quire.payroll.models import PayoutDetails, PayrollLine
     from quire.people.actor import Actor
     from tests.quire.payroll.support import RATES
@@ -374,8 +380,14 @@ def posted_payroll_run(database: Database, world: World) -> tuple[uuid.UUID, int
         runs.await_approval(session, run.id)
         runs.decide(session, run.id, Actor.system(world.tenant_id), approve=True, comment="")
         runs.post(session, run.id)
+        payslips.issue_for_run(session, run)
         line_id = session.scalar(select(PayrollLine.id).where(PayrollLine.run_id == run.id))
-        return run.id, line_id
+        payslip = session.scalar(
+            select(Invoice.id)
+            .where(Invoice.specialist_id == world.specialist.id)
+            .order_by(Invoice.created_at.desc())
+        )
+        return run.id, line_id, payslip
 
 
 async def stage(client: httpx.AsyncClient, database: Database, world: World) -> dict[str, str]:
@@ -414,7 +426,7 @@ async def stage(client: httpx.AsyncClient, database: Database, world: World) -> 
     assert (draft_invoice["lock_version"], issued["lock_version"]) == (1, 2)
     await ok(client.put("/me/payout-details", json=payout_details({}), headers=specialist.auth))
     await ok(client.put("/payroll/profile", json=payroll_profile({}), headers=finance.auth))
-    run_id, line_id = posted_payroll_run(database, world)
+    run_id, line_id, payslip = posted_payroll_run(database, world)
     scene |= {
         "user": str(world.manager.id),
         "specialist": str(specialist.id),
@@ -427,6 +439,7 @@ async def stage(client: httpx.AsyncClient, database: Database, world: World) -> 
         "issued_invoice": issued["id"],
         "payroll_run": str(run_id),
         "payroll_line": str(line_id),
+        "payslip": str(payslip),
     }
     assert set(scene) == STAGED
     return scene

@@ -166,6 +166,19 @@ def test_finance_starts_a_second_finance_user_approves_and_the_bank_gets_its_fil
         f"{api.base_url}/payroll-runs/{run_id}", headers=bearer(pw.specialists["ana"]), timeout=30
     )
     assert specialist.status_code == 403
+    slips = wait_until(
+        lambda: httpx.get(
+            f"{api.base_url}/me/payslips", headers=bearer(pw.specialists["ana"]), timeout=30
+        ).json(),
+        what="ana's payslip",
+    )
+    assert slips[0]["total_minor"] == 120_000 + usd_in_eur
+    pdf = httpx.get(
+        f"{api.base_url}/me/payslips/{slips[0]['id']}?format=pdf",
+        headers=bearer(pw.specialists["ana"]),
+        timeout=30,
+    )
+    assert pdf.content.startswith(b"%PDF")
     with flow_env.session(pw.tenant_id) as session:
         audited = {
             e.action: e
