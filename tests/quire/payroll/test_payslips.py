@@ -507,3 +507,12 @@ def test_a_large_run_is_issued_chunk_by_chunk_with_the_same_outcome(pw, monkeypa
     assert issue(pw, run_id) == 0
     (ana,) = statements(pw, "ana")
     assert ana.total_minor == 147_747
+
+
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "KWD", "CLF"])
+def test_payslip_amounts_read_exactly_as_format_minor_writes_them(currency):
+    from quire.money import MAX_AMOUNT_MINOR, format_minor
+
+    for amount in (0, 1, -1, 5, -5, 99, -100, 12_345, -12_345, 999_999, MAX_AMOUNT_MINOR):
+        for signed in (amount, -amount):
+            assert payslips.money(signed, currency) == format_minor(signed, currency)
