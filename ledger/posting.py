@@ -545,3 +545,57 @@ def reverse(session: Session, transfer_id: uuid.UUID, *, reason: str = "") -> Tr
             reverses_id=transfer_id,
         ),
     )
+
+
+def reverse_many(
+    session: Session, transfer_ids: Sequence[uuid.UUID], *, reason: str = ""
+) -> list[Transfer]:
+    """`reverse` for many transfers in one batch (a payroll run's lines): a handful of queries
+    and one `post_batch`, not a batch per transfer. Returns the reversals in the given order;
+    one already reversed with the same reason is answered with its reversal."""
+    if not transfer_ids:
+        return []
+    wanted = list(dict.fromkeys(transfer_ids))
+    originals = {t.id: t for t in session.scalars(select(Transfer).where(Transfer.id.in_(wanted)))}
+    missing = [str(i) for i in wanted if i not in originals]
+    if missing:
+        raise NotFound(f"transfer {missing[0]} not found", code="transfer_not_found")
+    if any(t.reverses_id is not None for t in originals.values()):
+        raise Conflict(
+            "a reversal cannot itself be reversed; post a new transfer", code="reversal_of_reversal"
+        )
+    done = {
+        t.reverses_id: t
+        for t in session.scalars(select(Transfer).where(Transfer.reverses_id.in_(wanted)))
+    }
+    for original_id, existing in done.items():
+        if existing.meta.get("reason", "") != reason:
+            raise Conflict(
+                f"transfer {original_id} was already reversed by {existing.id}",
+                code="already_reversed",
+                reversal_id=str(existing.id),
+            )
+    legs: dict[uuid.UUID, list[Leg]] = defaultdict(list)
+    to_do = [i for i in wanted if i not in done]
+    for transfer_id, account_id, amount in session.execute(
+        select(Entry.transfer_id, Entry.account_id, Entry.amount)
+        .where(Entry.transfer_id.in_(to_do))
+        .order_by(Entry.id)
+    ):
+        legs[transfer_id].append(Leg(account_id, -amount))
+    posted = post_batch(
+        session,
+        [
+            TransferSpec(
+                kind="reversal",
+                idempotency_key=f"reversal:{transfer_id}",
+                legs=legs[transfer_id],
+                reference=originals[transfer_id].reference,
+                metadata={"reason": reason} if reason else {},
+                reverses_id=transfer_id,
+            )
+            for transfer_id in to_do
+        ],
+    )
+    done.update(zip(to_do, posted, strict=True))
+    return [done[i] for i in transfer_ids]

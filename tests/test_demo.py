@@ -137,14 +137,20 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         running.kill_leftovers()
 
 
-def test_the_demo_walks_an_order_to_earnings_shows_it_in_the_prefect_ui_and_stops_on_ctrl_c(
+def test_the_demo_walks_an_order_to_earnings_and_payroll_shows_it_in_the_prefect_ui_and_stops(
     demo: Demo,
 ) -> None:
     out = demo.wait_for_output(READY_MESSAGE, timeout=600)
 
     # The walk-through, on the console: the steps, no server logs.
     assert out.count("accepted; earnings posted") == 2
-    assert "specialist_payable" in out
+    assert "may not approve their own run: 403 four_eyes" in out
+    assert re.search(r"payroll \d{4}-\d{2} \(attempt 1\): posted", out), out
+    assert re.search(r"pays +EUR [\d,.]+ +to 1 specialist", out), out
+    assert re.search(r"pays +JPY [\d,]+ +to 1 specialist", out), out
+    files = [Path(p) for p in re.findall(r"file +(\S+)", out)]
+    assert {f.name.split(".", 1)[-1] for f in files} >= {"pain.001.001.09.xml"}, out
+    assert all(f.exists() and f.stat().st_size > 0 for f in files), files
     assert "Traceback" not in out, out
     assert "database is locked" not in out, out
     assert (demo.data / "quire.db").exists()

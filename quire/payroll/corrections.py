@@ -11,12 +11,13 @@ Each is idempotent: reversing what is already reversed answers with the same sta
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger.posting import reverse
+from ledger.posting import reverse_many
 from quire.audit.service import record
 from quire.db import utcnow
 from quire.errors import Conflict, NotFound
@@ -49,9 +50,11 @@ def reverse_line(
             "posted run are reversed here",
             code="payroll_line_not_reversible",
         )
-    _reverse(session, run, line, reason)
+    _reverse(session, run, [line], reason)
     session.flush()
-    payslips.reissue_for_run(session, run)  # that specialist's payslip, if issued: a new version
+    # That specialist's payslip gets a new version (not issued yet: its first version will say).
+    with contextlib.suppress(NotFound):
+        payslips.reissue_for_line(session, run, line)
     record(
         session,
         actor,
@@ -82,11 +85,9 @@ def reverse_run(session: Session, actor: Actor, run_id: uuid.UUID, reason: str) 
             "some of this run's lines are paid already: reverse the others line by line",
             code="payroll_run_partly_paid",
         )
-    reversed_lines = 0
-    for line in lines:
-        if line.status == LineStatus.POSTED:
-            _reverse(session, run, line, reason)
-            reversed_lines += 1
+    posted = [line for line in lines if line.status == LineStatus.POSTED]
+    _reverse(session, run, posted, reason)
+    reversed_lines = len(posted)
     session.flush()
     restated = payslips.reissue_for_run(session, run)
     voided = void_files(session, run.id)
@@ -111,12 +112,18 @@ def reverse_run(session: Session, actor: Actor, run_id: uuid.UUID, reason: str) 
     return run
 
 
-def _reverse(session: Session, run: PayrollRun, line: PayrollLine, reason: str) -> None:
-    """Mirror each of the line's transfers, last first (the FX leg into clearing, then out)."""
-    reversals = [
-        reverse(session, uuid.UUID(transfer_id), reason=f"payroll {run.period}: {reason}")
-        for transfer_id in reversed(line.transfer_ids)
-    ]
-    line.status = LineStatus.REVERSED
-    line.reversal_ids = [str(t.id) for t in reversals]
-    line.updated_at = utcnow()
+def _reverse(session: Session, run: PayrollRun, lines: list[PayrollLine], reason: str) -> None:
+    """Mirror every transfer of `lines` in one ledger batch (each line's FX leg into clearing
+    and its leg out of the payable alike); the lines become `reversed`."""
+    reversals = reverse_many(
+        session,
+        [uuid.UUID(t) for line in lines for t in reversed(line.transfer_ids)],
+        reason=f"payroll {run.period}: {reason}",
+    )
+    now, at = utcnow(), 0
+    for line in lines:
+        count = len(line.transfer_ids)
+        line.status = LineStatus.REVERSED
+        line.reversal_ids = [str(t.id) for t in reversals[at : at + count]]
+        line.updated_at = now
+        at += count
