@@ -177,11 +177,16 @@ def test_the_demo_walks_an_order_to_earnings_and_payroll_shows_it_in_the_prefect
         "qa-pipeline": [],
         "outbox-relay": [("* * * * *", "UTC")],
         "maintenance": [("0 * * * *", "UTC")],
+        "payroll-run": [("0 6 2 * *", "Europe/London")],
     }
     artifacts = prefect.post("/artifacts/filter", json={}).json()
     reports = {a["key"] for a in artifacts if (a["key"] or "").startswith("qa-report-")}
     assert len(reports) == 2, artifacts
     assert {a["type"] for a in artifacts if a["key"] in reports} == {"markdown"}
+    # The payroll's preview, as an approver looks at it in the UI.
+    kinds = {a["key"]: a["type"] for a in artifacts if (a["key"] or "").startswith("payroll-")}
+    assert "table" in {kind for key, kind in kinds.items() if key.endswith("-lines")}, kinds
+    assert "markdown" in {kind for key, kind in kinds.items() if key.endswith("-summary")}, kinds
     prefect.close()
 
     # Ctrl-C: SIGINT to the whole foreground process group.
