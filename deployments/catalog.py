@@ -86,9 +86,9 @@ CATALOG: tuple[Deployment, ...] = (
         entrypoint="flows/payroll_run.py:payroll_run",
         description=(
             "A tenant's monthly payroll: FX rates, lines computed set-based, a Great "
-            "Expectations gate, a preview, four-eyes approval (suspended until a finance user "
-            "decides), one ledger batch, ISO 20022 payout files. The schedule (no tenant) starts "
-            "one run per tenant with a payroll profile for the month just ended."
+            "Expectations gate, a preview, four-eyes approval (paused, then suspended, until a "
+            "finance user decides), one ledger batch, ISO 20022 payout files. The schedule (no "
+            "tenant) starts one run per tenant with a payroll profile for the month just ended."
         ),
         # 06:00 on the 2nd, London time: the month has ended in every European tenant's zone.
         cron="0 6 2 * *",

@@ -4,7 +4,7 @@
     -> compute the lines (one SQL aggregate, set-based rules) -> validate them (Great Expectations)
     -> keep them -> gate failed? publish why, fail the run, post nothing
     -> publish the preview -> dry run? stop here
-    -> wait (suspended) for a finance user's approval; the starter may not approve
+    -> wait for a finance user's approval (paused, then suspended); the starter may not approve
     -> rejected? stop, nothing posted -> post every payout in one ledger batch
     -> write the payout files for the bank -> issue each paid specialist's payslip
 
@@ -12,9 +12,10 @@ Finance starts it from the API (`POST /payroll-runs`, which opens the run and pa
 from this deployment's form in the Prefect UI, or the monthly schedule — which names no tenant,
 and so starts one run per tenant with a payroll profile, for the month just ended.
 
-While it waits for approval the run is suspended (it holds no worker). On resume it runs again
-from the top and each step finds what was already done in the database; so does a re-run after
-a worker was killed: nothing is posted twice.
+While it waits for approval the run first stays paused in its process (an approval given while
+the preview is fresh goes on at once), then is suspended (it holds no worker). Resumed from a
+suspension it runs again from the top and each step finds what was already done in the
+database; so does a re-run after a worker was killed: nothing is posted twice.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.flow_runs import suspend_flow_run
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Failed, Running, State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
@@ -138,30 +142,65 @@ def todays_rates() -> dict[str, Any]:
 
 
 def wait_for_approval(run: RunRef) -> RunRef:
-    """Suspend until a finance user who did not start the run decides; refuse and wait again
+    """Wait until a finance user who did not start the run decides; refuse and wait again
     otherwise (a wrong approver named in the UI form, a rejection without a reason)."""
     logger = get_run_logger()
     run = payroll.mark_awaiting_approval(run)
-    timeout = int(dt.timedelta(hours=get_settings().payroll_approval_timeout_hours).total_seconds())
     attempt = 0
     while True:
-        decision = suspend_flow_run(
-            wait_for_input=PayrollApproval.with_initial_data(
-                description=(
-                    f"**Payroll {run.period}** (attempt {run.attempt}): approve to post the "
-                    "payouts and write the bank's files, or reject (with a reason) to post "
-                    "nothing. The preview and the summary are in this run's artifacts. Name "
-                    "yourself (a finance user's email); whoever started the run may not approve."
-                ),
-            ),
-            timeout=timeout,
-            key=f"approval-{attempt}",
-        )
+        decision = ask_for_decision(run, attempt)
         refusal = payroll.vet_approval(run, decision)
         if refusal is None:
             return payroll.record_decision(run, decision)
         logger.warning("approval refused: %s; waiting for another", refusal)
         attempt += 1
+
+
+def ask_for_decision(run: RunRef, attempt: int) -> PayrollApproval:
+    """The typed form in the Prefect UI (or the API's POST .../approval fills it in).
+
+    For its first `QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS` the run waits paused in this process, so
+    an approver at hand continues it at once; then it is suspended: its process exits, it holds
+    no worker, and the approval starts it again from the top (each step answers from the
+    database). Each wait has its own pause key, so a resumed run finds its decision again."""
+    settings = get_settings()
+    timeout = dt.timedelta(hours=settings.payroll_approval_timeout_hours).total_seconds()
+    hold = min(settings.payroll_approval_hold_seconds, timeout)
+    form = PayrollApproval.with_initial_data(
+        description=(
+            f"**Payroll {run.period}** (attempt {run.attempt}): approve to post the payouts and "
+            "write the bank's files, or reject (with a reason) to post nothing. The preview and "
+            "the summary are in this run's artifacts. Name yourself (a finance user's email); "
+            "whoever started the run may not approve."
+        ),
+    )
+    held, suspended = f"approval-{attempt}-held", f"approval-{attempt}"
+    if hold >= 1 and not _fired({held, suspended}):
+        try:
+            return pause_flow_run(wait_for_input=form, timeout=int(hold), poll_interval=1, key=held)
+        except FlowPauseTimeout:
+            _running_again()
+    return suspend_flow_run(
+        wait_for_input=form, timeout=max(int(timeout - hold), 60), key=suspended
+    )
+
+
+def _fired(keys: set[str]) -> bool:
+    """Whether one of these waits happened already (this flow run was resumed after it)."""
+    context = FlowRunContext.get()
+    fired = context.flow_run.empirical_policy.pause_keys if context and context.flow_run else None
+    return bool(keys & set(fired or ()))
+
+
+def _running_again() -> None:
+    """An expired pause leaves the flow run Paused, from which Prefect allows only a forced move
+    on; move to Running so the run can be suspended, unless it was cancelled meanwhile."""
+    run_id = flow_run.get_id()
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(uuid.UUID(run_id)).state
+        if state is None or not state.is_paused():
+            raise RuntimeError(f"the flow run is {state.name if state else 'gone'} while waiting")
+        client.set_flow_run_state(uuid.UUID(run_id), Running(), force=True)
 
 
 def _this_run() -> uuid.UUID | None:

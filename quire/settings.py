@@ -143,9 +143,14 @@ class Settings(BaseSettings):
     payout_details_cooling_days: int = Field(
         default=14, ge=0, validation_alias="QUIRE_PAYOUT_DETAILS_COOLING_DAYS"
     )
-    # How long a payroll run waits, suspended, for finance's approval before it fails.
+    # How long a payroll run waits for finance's approval before it fails.
     payroll_approval_timeout_hours: float = Field(
         default=72, gt=0, validation_alias="QUIRE_PAYROLL_APPROVAL_TIMEOUT_HOURS"
+    )
+    # For its first this many seconds the wait keeps its process (an approver at hand continues
+    # the run at once); after that the run is suspended and holds no worker. 0: suspend at once.
+    payroll_approval_hold_seconds: float = Field(
+        default=900, ge=0, validation_alias="QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS"
     )
     payroll_deployment: str = Field(
         default="payroll-run/payroll-run", validation_alias="QUIRE_PAYROLL_DEPLOYMENT"

@@ -1,7 +1,8 @@
 """The payroll flow on a real Prefect API, started and approved through the HTTP API, executed by
 the served deployment in a worker subprocess, against a fake ECB on a real socket.
 
-    POST /payroll-runs -> the run computes, validates and previews, then suspends
+    POST /payroll-runs -> the run computes, validates and previews, then waits (paused in its
+    process, suspended once the hold is over)
     -> the starter's approval is refused (four eyes) -> a second finance user approves
     -> one ledger batch posted -> the bank's files written and downloadable
 """
@@ -75,6 +76,26 @@ def waiting_for_approval(pw, run_id: str) -> bool:
             select(PayrollRun.flow_run_id).where(PayrollRun.id == uuid.UUID(run_id))
         )
     return flow_run_state(flow_run_id) == StateType.PAUSED
+
+
+def flow_run_of(pw, run_id: str) -> uuid.UUID | None:
+    with pw.database.session(pw.tenant_id) as session:
+        return session.scalar(
+            select(PayrollRun.flow_run_id).where(PayrollRun.id == uuid.UUID(run_id))
+        )
+
+
+def state_name(flow_run_id: uuid.UUID) -> str | None:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+    return state.name if state else None
+
+
+def state_names(flow_run_id: str | uuid.UUID) -> list[str]:
+    """Every state the flow run went through, oldest first."""
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(uuid.UUID(str(flow_run_id)))
+    return [state.name for state in sorted(states, key=lambda s: s.timestamp)]
 
 
 def artifacts_of(flow_run_id: str) -> dict[str, str]:
@@ -187,8 +208,30 @@ def test_finance_starts_a_second_finance_user_approves_and_the_bank_gets_its_fil
     assert audited["payroll_run.started"].actor_id == pw.world.finance.id
     assert audited["payroll_run.approved"].actor_id == second_finance(pw).id
     assert audited["payroll_run.approved"].request_id == f"flow-run:{shown['flow_run_id']}"
-    # Resumed after the approval, the run went on from where it stood: computed and gated once.
+    # Approved during the hold, the same process went on: computed and gated once, one start.
     assert task_runs(shown["flow_run_id"]).count("Compute the lines") == 1
+    assert "Suspended" not in state_names(shown["flow_run_id"])
+
+
+def test_an_approval_after_the_hold_resumes_the_suspended_run_once(
+    served, api, flow_env, payroll_world, monkeypatch
+):
+    """Past the hold the run is suspended (its process exits, it holds no worker); the approval
+    starts it again from the top, and each step answers from the database."""
+    monkeypatch.setenv("QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS", "2")
+    pw = payroll_world
+    run_id = start(api, pw.world.finance).json()["id"]
+    flow_run_id = wait_until(
+        lambda: (found := flow_run_of(pw, run_id)) and state_name(found) == "Suspended" and found,
+        timeout=RUN_TIMEOUT,
+        what="the suspension",
+    )
+    assert "Paused" in state_names(flow_run_id)  # held in its process first
+    assert decide(api, second_finance(pw), run_id, "approve", "late").status_code == 202
+    wait_until(lambda: run_status(pw, run_id) == RunStatus.POSTED, timeout=RUN_TIMEOUT, what="post")
+    assert task_runs(str(flow_run_id)).count("Compute the lines") == 1
+    with flow_env.session(pw.tenant_id) as session:
+        assert all(v == 0 for v in trial_balance(session).values())
 
 
 def test_a_rejected_run_posts_nothing_and_a_new_attempt_can_start(
@@ -253,7 +296,7 @@ def test_a_bank_account_shared_by_two_specialists_fails_the_gate_and_nothing_is_
 
 
 def test_cancelling_a_run_that_waits_for_approval_frees_its_period(
-    served, api, flow_env, payroll_world
+    served, api, flow_env, payroll_world, monkeypatch
 ):
     """Cancelled while suspended, the flow run runs no hook: hourly maintenance sees it ended
     and fails the payroll run, so finance can start a new attempt."""
@@ -261,6 +304,7 @@ def test_cancelling_a_run_that_waits_for_approval_frees_its_period(
 
     from flows.maintenance import marketplace_maintenance
 
+    monkeypatch.setenv("QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS", "0")  # suspended at once
     pw = payroll_world
     body = start(api, pw.world.finance).json()
     wait_until(lambda: waiting_for_approval(pw, body["id"]), timeout=RUN_TIMEOUT, what="approval")
