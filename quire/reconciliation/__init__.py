@@ -1,0 +1,1 @@
+"""Reconciliation: bank statements matched against the ledger, and its invariants proved."""
