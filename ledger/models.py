@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -157,3 +158,38 @@ class CommitCheck(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     txid: Mapped[int] = mapped_column(BigInteger, index=True)
     passed: Mapped[bool]
+
+
+class ClosedPeriod(TenantScoped, Base):
+    """A closed accounting period of a tenant: no entry dated in [starts_at, ends_at) may be
+    added while it is closed (ledger/README.md, invariant 8; refused by the database too).
+    Reopening (an admin, with a reason) stamps `reopened_*` once; the row itself stays, so the
+    history of closes and reopens is the table. A period can be closed again after a reopen
+    (a new row); at most one unreopened closure per (tenant, period)."""
+
+    __tablename__ = "ledger_closed_periods"
+    __table_args__ = (
+        CheckConstraint("starts_at < ends_at", name="range_ordered"),
+        CheckConstraint(
+            "(reopened_at IS NULL) = (reopen_reason IS NULL)", name="reopen_has_reason"
+        ),
+        Index(
+            "uq_ledger_closed_periods_open",
+            "tenant_id",
+            "period",
+            unique=True,
+            postgresql_where=text("reopened_at IS NULL"),
+            sqlite_where=text("reopened_at IS NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    starts_at: Mapped[dt.datetime]
+    ends_at: Mapped[dt.datetime]
+    closed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    reopened_at: Mapped[dt.datetime | None]
+    reopened_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    reopen_reason: Mapped[str | None] = mapped_column(String(500))

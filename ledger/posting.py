@@ -33,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Uuid
 
+from ledger import periods
 from ledger.models import Account, Entry, Side, Transfer
 from quire.db import utcnow
 from quire.errors import Conflict, Invalid, NotFound
@@ -152,6 +153,9 @@ def _post_batch(session: Session, specs: Sequence[TransferSpec]) -> list[Transfe
         for leg in p.spec.legs:
             deltas[leg.account_id] += leg.amount
     if fresh:
+        # Replays of transfers posted before a close still answer; new ones dated in a closed
+        # period are refused here, clearly (the batch's savepoint undoes its transfers).
+        periods.refuse_closed(session, (p.effective_at for p in fresh))
         if postgres:
             _pg_insert_entries(conn, tenant_id, now, fresh, currencies)
         else:

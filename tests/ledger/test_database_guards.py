@@ -1290,5 +1290,8 @@ def test_postgres_every_ledger_function_searches_pg_catalog_only(pg_database):
         "ledger_check_at_commit",
         "ledger_account_frozen",
         "ledger_invoice_frozen",
+        "ledger_entries_in_open_period",
+        "ledger_closed_period_changed",
+        "ledger_closed_periods_no_truncate",
     }
     assert all(c == ["search_path=pg_catalog, pg_temp"] for c in functions.values()), functions
