@@ -30,13 +30,15 @@ Method
      on the copy (flow runs execute in a subprocess of the worker; FX rates from the offline
      ECB-format file ``deployments/demo_fx_rates.xml``). The clock starts, the bench creates a
      run of the deployment for the tenant and the period (as the Prefect UI or CLI would: no
-     starter, so any finance user may approve), waits until the flow run is suspended for
-     approval (paused, its process exited), resumes it at once with ``{"decision":
-     "approve", "comment": "bench", "approver": <the second finance user>}``, and waits until
-     it is Completed (posted, its files written, its payslips issued). The split comes from
+     starter, so any finance user may approve), waits until the flow run waits for approval
+     (paused in its process, the hold of ``QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS``; with
+     ``--hold-seconds 0`` suspended, and then until its process exited), resumes it at once
+     with ``{"decision": "approve", "comment": "bench", "approver": <the second finance
+     user>}``, and waits until it is Completed (posted, its files written, its payslips
+     issued). The split comes from
      the Prefect task runs' start and end times; the gate's own time is the ``seconds`` the
      run stored with its gate (GX's import excluded); the flow-run starts from the flow run's
-     states (scheduled or resuming -> Running, both processes). Checked afterwards: the run
+     states (scheduled or resuming -> Running, every process). Checked afterwards: the run
      is posted with its three files on disk, one payslip per paid specialist, the trial
      balance is zero in every currency, no account drifted from its entries, every line is
      payable and posted once with one transfer (same currency) or two (FX), the payables are
@@ -53,9 +55,12 @@ Method
    GX's import time is measured apart: ``python -c "import great_expectations"`` less
    ``python -c pass``, once per run.
 
-Figures are medians over ``--repeat`` runs; the ratio is the median of the per-run ratios (also
-printed without GX's import and without the payslips task, which the bare path has no
-counterpart for, and as CPU seconds, which other load on the machine disturbs less).
+Figures are medians over ``--repeat`` runs; the ratio is the median of the per-run ratios over
+the issue's span: the flow end to end up to its files (start, compute, gate, preview, approval
+given at once, post, files), i.e. the wall time less the payslips task, the flow's last step,
+which the issue's list leaves out and the bare path has no counterpart for. Also printed: the
+ratio with the payslips, without GX's import, and in CPU seconds (which other load on the
+machine disturbs less).
 Targets (issue #9): ours / bare <= 3; peak memory <= 1 GiB. The exit status is 1 if a check
 fails; the targets are only reported. Every database made is dropped at the end (``--keep``
 keeps them).
@@ -224,6 +229,7 @@ class Options:
     chunk: int
     bare_guards: bool
     timeout: float
+    hold_seconds: float | None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -244,6 +250,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--timeout", type=float, default=1800, help="seconds a flow run may take before failing"
     )
+    parser.add_argument(
+        "--hold-seconds",
+        type=float,
+        default=None,
+        help="QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS for the worker (default: the setting's; "
+        "0: the run is suspended at once and resumed in a new process)",
+    )
     args = parser.parse_args(argv)
     require_positive(parser, args, "specialists", "transfers", "repeat", "chunk")
     return Options(
@@ -256,6 +269,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         chunk=args.chunk,
         bare_guards=args.bare_guards,
         timeout=args.timeout,
+        hold_seconds=args.hold_seconds,
     )
 
 
@@ -700,8 +714,8 @@ class Ours:
     split: dict[str, float]  # task-run seconds per column of TASKS, and "other tasks"
     gate_own: float  # the gate's stored seconds (GX validation and Data Docs, no import)
     first_leg: float  # start -> paused (seen by the bench)
-    approval: float  # paused seen -> its process gone -> resumed (the bench's own latency)
-    starts: float  # both flow-run processes: scheduled -> Running (runner pick-up, spawn, imports)
+    approval: float  # paused seen (-> a suspended run's process gone) -> resumed
+    starts: float  # every flow-run process: scheduled -> Running (runner pick-up, spawn, imports)
     second_leg: float  # resumed -> Completed seen
     flow_cpu: float  # the flow-run processes (reaped children of the worker)
     prefect_cpu: float  # the worker (Prefect's runner) and Prefect's server
@@ -716,14 +730,19 @@ class Ours:
     files: list[str] = field(default_factory=list)
 
     @property
+    def span(self) -> float:
+        """The issue's span: start -> files written (the payslips task is the last step)."""
+        return self.wall - self.split["payslips"]
+
+    @property
     def cpu(self) -> float:
         """Everything the path kept busy: flow-run processes, Prefect, PostgreSQL."""
         return self.flow_cpu + self.prefect_cpu + self.postgres_cpu
 
     @property
     def prefect(self) -> float:
-        """What no task run accounts for: two flow-run processes starting (imports, the flow
-        run's setup), Prefect's orchestration and the suspend/resume round trip."""
+        """What no task run accounts for: flow-run processes starting (imports, the flow
+        run's setup), Prefect's orchestration and the pause/resume round trip."""
         return max(0.0, self.wall - sum(self.split.values()))
 
 
@@ -737,9 +756,13 @@ def poll_until(what: str, check: Callable[[], Any], timeout: float, every: float
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _worker_env(url: str, tmp: Path, run: int) -> dict[str, str]:
+def _worker_env(url: str, tmp: Path, run: int, hold_seconds: float | None) -> dict[str, str]:
+    hold = (
+        {} if hold_seconds is None else {"QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS": f"{hold_seconds}"}
+    )
     return {
         **os.environ,
+        **hold,
         "DATABASE_URL": url,
         "QUIRE_DATABASE_BLOCK": "",
         "QUIRE_FX_RATES_URL": "",  # no provider: the rates file is the source (offline)
@@ -791,7 +814,7 @@ def run_ours(
     rusage_file = tmp / f"rusage{run}.json"
     args = [sys.executable, str(ROOT / "bench" / "payroll_worker.py")]
     args += ["--rusage-file", str(rusage_file)]
-    env = _worker_env(dbs.url(name, "postgresql+psycopg"), tmp, run)
+    env = _worker_env(dbs.url(name, "postgresql+psycopg"), tmp, run, opts.hold_seconds)
     since = dt.datetime.now(dt.UTC)
     with (
         ServerProcess(args, tmp / f"worker{run}.log", env=env, cwd=ROOT) as worker,
@@ -831,15 +854,16 @@ def run_ours(
             opts.timeout,
         )
         paused = time.perf_counter()
-        # Suspended means the flow-run process exits; finance decides after that. (Resuming
-        # while it is still writing its last states makes the SQLite of Prefect's temporary
-        # server report "database is locked" and its client retry.)
-        poll_until(
-            "the suspended flow-run process to exit",
-            lambda: _descendants(worker.process.pid) <= idle,
-            60,
-            every=0.05,
-        )
+        if state_of(flow_run.id).name == "Suspended":
+            # Suspended means the flow-run process exits; finance decides after that.
+            # (Resuming while it is still writing its last states makes the SQLite of
+            # Prefect's temporary server report "database is locked" and its client retry.)
+            poll_until(
+                "the suspended flow-run process to exit",
+                lambda: _descendants(worker.process.pid) <= idle,
+                60,
+                every=0.05,
+            )
         answer = client.resume_flow_run(
             flow_run.id,
             run_input={"decision": "approve", "comment": "bench", "approver": APPROVER},
@@ -1123,12 +1147,13 @@ def _gib(kib: float) -> str:
 def print_run(run: int, ours: Ours, bare: Bare, gx_import: float) -> None:
     split = ", ".join(f"{k} {v:.1f}" for k, v in ours.split.items())
     print(
-        f"run {run}: ours {ours.wall:.1f} s (to the pause {ours.first_leg:.1f}, approval "
+        f"run {run}: ours {ours.span:.1f} s to the files, {ours.wall:.1f} s in all (to the "
+        f"pause {ours.first_leg:.1f}, approval "
         f"{ours.approval:.2f}, after {ours.second_leg:.1f}; tasks: {split}; gate's own "
         f"{ours.gate_own:.1f}; Prefect and processes {ours.prefect:.1f}, of which flow-run "
         f"starts {ours.starts:.1f}) | bare {bare.wall:.2f} s "
         f"(aggregate {bare.aggregate:.2f}, COPY {bare.copy:.2f}) | ratio "
-        f"{ours.wall / bare.wall:.1f} | peak {_gib(ours.peak_kib)} (rusage "
+        f"{ours.span / bare.wall:.1f} | peak {_gib(ours.peak_kib)} (rusage "
         f"{_gib(ours.rusage_kib)}) | GX import {gx_import:.1f} s",
         flush=True,
     )
@@ -1144,9 +1169,9 @@ def report(
     ours = [o for o, _, _ in results]
     bare = [b for _, b, _ in results]
     gx = median(g for _, _, g in results)
-    ratio = median(o.wall / b.wall for o, b, _ in results)
-    ratio_no_gx = median((o.wall - g) / b.wall for o, b, g in results)
-    ratio_no_slips = median((o.wall - o.split["payslips"]) / b.wall for o, b, _ in results)
+    ratio = median(o.span / b.wall for o, b, _ in results)
+    ratio_no_gx = median((o.span - g) / b.wall for o, b, g in results)
+    ratio_with_slips = median(o.wall / b.wall for o, b, _ in results)
     peak = max(max(o.peak_kib, o.rusage_kib) for o in ours)
 
     def m(values: Any) -> float:
@@ -1181,7 +1206,16 @@ def report(
     rows = [
         [
             "ours: payroll-run through Prefect (start, compute, gate, preview, approve, post, "
-            "files, payslips)",
+            "files)",
+            f"{m(o.span for o in ours):.1f}",
+            rng([o.span for o in ours]),
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            "ours, the whole flow run (and then the payslips)",
             f"{m(o.wall for o in ours):.1f}",
             rng([o.wall for o in ours]),
             f"{m(o.flow_cpu for o in ours):.1f}",
@@ -1219,11 +1253,8 @@ def report(
         ),
         ("other tasks (open, rates, approval steps)", m(o.split["other tasks"] for o in ours)),
         ("Prefect and processes (outside any task)", m(o.prefect for o in ours)),
-        ("  of which 2 flow-run starts (scheduled -> Running)", m(o.starts for o in ours)),
-        (
-            "  of which the approval (paused -> its process exited -> resumed)",
-            m(o.approval for o in ours),
-        ),
+        ("  of which flow-run starts (scheduled -> Running)", m(o.starts for o in ours)),
+        ("  of which the approval (paused seen -> resumed)", m(o.approval for o in ours)),
     ]
     print(
         markdown_table(
@@ -1240,9 +1271,10 @@ def report(
     print(markdown_table(("bare", "s"), "lr", [[k, f"{v:.2f}"] for k, v in bare_parts]))
     print()
     print(
-        f"ratio ours / bare = {ratio:.1f}   target <= 3: {'met' if ratio <= 3 else 'MISSED'}"
-        f"   (without GX's import: {ratio_no_gx:.1f}; without the payslips task, which the "
-        f"bare path has no counterpart for: {ratio_no_slips:.1f})"
+        f"ratio ours / bare = {ratio:.1f} (start -> files)   target <= 3: "
+        f"{'met' if ratio <= 3 else 'MISSED'}   (without GX's import: {ratio_no_gx:.1f}; the "
+        f"whole flow run with its payslips, which the bare path has no counterpart for: "
+        f"{ratio_with_slips:.1f})"
     )
     cpu_ratio = median(o.cpu / (b.client_cpu + b.postgres_cpu) for o, b, _ in results)
     print(
@@ -1273,11 +1305,12 @@ def report(
         "lines": seeded.lines,
         "payout_transfers": ours[0].transfers,
         "seed_s": round(seeded.seconds, 1),
-        "ours_s": round(wall, 2),
+        "ours_s": round(m(o.span for o in ours), 2),
+        "ours_with_payslips_s": round(wall, 2),
         "bare_s": round(m(b.wall for b in bare), 3),
         "ratio": round(ratio, 2),
         "ratio_without_gx_import": round(ratio_no_gx, 2),
-        "ratio_without_payslips": round(ratio_no_slips, 2),
+        "ratio_with_payslips": round(ratio_with_slips, 2),
         "cpu_ratio": round(cpu_ratio, 2),
         "gx_import_s": round(gx, 2),
         "gate_own_s": round(m(o.gate_own for o in ours), 2),
