@@ -1,0 +1,510 @@
+"""The ledger's invariants, proved by Great Expectations inside the database.
+
+A clean ledger — earnings, a fine, a payroll run posted through the payroll domain, settled and
+paid — passes every invariant. The same ledger corrupted to break exactly one invariant fails
+exactly that expectation and names the offending rows. One tenant's corruption is never another
+tenant's failure. On SQLite and PostgreSQL.
+
+A corrupted ledger needs a corrupted database: the guards of the migrations (0002, 0005, 0012)
+refuse every tampering below, so each tamper lifts the guard it needs inside its own transaction
+(`guards_lifted`: PostgreSQL's `ALTER TABLE ... DISABLE TRIGGER`, as the superuser the tests run
+as; SQLite's trigger dropped) and puts it back, exactly as it was, before committing.
+
+GX's context and import cost seconds: the module shares one database per dialect (a tenant per
+test) and one `LedgerSuites` (one GX context) per database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from ledger import business, chart, periods
+from ledger.models import Account, AccountKind, Entry, Transfer
+from ledger.posting import Leg, TransferSpec, post_batch
+from migrations.upgrade import upgrade
+from quire.db import Database, utcnow
+from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
+from quire.reconciliation.expectations import (
+    INVARIANTS,
+    LedgerSuites,
+    SuiteResult,
+    check_by_sql,
+    run_ledger_suites,
+)
+from tests.quire.payroll.support import build_payroll_world
+from tests.quire.payroll.test_runs import approve_and_post, open_and_compute
+from tests.support import postgres
+
+K = AccountKind
+ROOT = Path(__file__).resolve().parents[3]
+KEYS = [invariant.key for invariant in INVARIANTS]
+
+
+# --- databases and the GX context, one per dialect for the module ------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path_factory.mktemp('reconciliation') / 'quire.db'}")
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg_database(pg_admin_url: str, pg_template: str) -> Iterator[Database]:
+    name = postgres.create_database(pg_admin_url, template=pg_template)
+    db = Database(postgres.with_database(pg_admin_url, name))
+    yield db
+    db.dispose()
+    postgres.drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def database(request: pytest.FixtureRequest) -> Database:
+    return request.getfixturevalue(
+        "sqlite_database" if request.param == "sqlite" else "pg_database"
+    )
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data-docs")
+
+
+@pytest.fixture(scope="module")
+def suites(database: Database, docs: Path) -> Iterator[LedgerSuites]:
+    with LedgerSuites(database, data_docs_dir=docs / database.url.get_backend_name()) as built:
+        yield built
+
+
+# --- a clean ledger ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ledger:
+    database: Database
+    tenant_id: uuid.UUID
+    run_id: uuid.UUID
+
+    def session(self) -> AbstractContextManager[Session]:
+        return self.database.session(self.tenant_id, write=True)
+
+
+def settle(ledger: Ledger, *, leave_unsettled: int = 0) -> None:
+    """What reconciliation does once the bank has paid a run (until it exists): each posted
+    line's payout moves from clearing to the bank in a transfer tagged with the run, the lines
+    are paid, and so is the run. `leave_unsettled` lines are left in clearing."""
+    with ledger.session() as session:
+        lines = session.scalars(
+            select(PayrollLine)
+            .where(PayrollLine.run_id == ledger.run_id, PayrollLine.status == LineStatus.POSTED)
+            .order_by(PayrollLine.id)
+        ).all()
+        settled = lines[leave_unsettled:]
+        post_batch(session, [_settlement(session, ledger.run_id, line) for line in settled])
+        for line in settled:
+            line.status = LineStatus.PAID
+        session.execute(
+            update(PayrollRun).where(PayrollRun.id == ledger.run_id).values(status=RunStatus.PAID)
+        )
+
+
+def _settlement(session: Session, run_id: uuid.UUID, line: PayrollLine) -> TransferSpec:
+    amount, currency = int(line.payout_minor or 0), line.payout_currency
+    return TransferSpec(
+        kind="payout_settlement",
+        idempotency_key=f"payout-settle:{line.end_to_end_id}",
+        reference=f"payout:{line.end_to_end_id}",
+        legs=[
+            Leg.debit(chart.account(session, K.PAYOUT_CLEARING, currency), amount),
+            Leg.credit(chart.account(session, K.BANK, currency), amount),
+        ],
+        metadata={"payroll_run": str(run_id), "end_to_end_id": line.end_to_end_id},
+    )
+
+
+def clean_ledger(database: Database, *, paid: bool = True) -> Ledger:
+    """A tenant's whole month: the payroll cast's earnings (ledger.business), a late fine, a
+    payroll run computed, approved and posted by the payroll domain (lines in four currency
+    pairs, FX legs among them), then settled and paid."""
+    world = build_payroll_world(database, f"rec-{uuid.uuid4().hex[:12]}")
+    with database.session(world.tenant_id, write=True) as session:
+        business.post_late_fine(
+            session,
+            order_id=uuid.uuid4(),
+            specialist_id=world.id("ana"),
+            amount_minor=1_500,
+            currency="EUR",
+        )
+    run_id = open_and_compute(world)
+    approve_and_post(world, run_id)
+    ledger = Ledger(database, world.tenant_id, run_id)
+    if paid:
+        settle(ledger)
+    return ledger
+
+
+def failed(result: SuiteResult) -> set[str]:
+    return {outcome.key for outcome in result.failed}
+
+
+def outcome(result: SuiteResult, key: str) -> dict:
+    return next(o.to_json() for o in result.results if o.key == key)
+
+
+def test_a_clean_ledger_passes_every_invariant(database: Database, suites: LedgerSuites) -> None:
+    ledger = clean_ledger(database)
+
+    result = suites.run(ledger.tenant_id, run_name="clean")
+
+    assert result.success, result.to_json()
+    assert [o.key for o in result.results] == KEYS
+    assert all(o.count == 0 and o.offending == [] and o.error is None for o in result.results)
+    assert result.data_docs_index is not None
+    assert result.data_docs_index.exists()
+    stored = json.loads(json.dumps(result.to_json()))
+    assert stored["suite"] == "ledger-invariants@1"
+    assert stored["failed"] == []
+    assert stored["evaluated"] == len(KEYS)
+    # The same checks as plain SQL agree: nothing offends.
+    with database.engine.connect() as conn:
+        assert check_by_sql(conn, ledger.tenant_id) == dict.fromkeys(KEYS, 0)
+
+
+# --- corrupting it: the guards lifted for one transaction --------------------------------------
+
+_PG_ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+@contextmanager
+def guards_lifted(session: Session, table: str, *names: str) -> Iterator[None]:
+    """`table`'s triggers (all, or those named) off for the statements inside, in the session's
+    transaction, and back as they were (ALWAYS stays ALWAYS) before it commits."""
+    conn = session.connection()
+    before = _triggers(session, table)
+    chosen = {n: how for n, how in before.items() if (not names or n in names) and how != "D"}
+    assert chosen, f"no trigger {names or ''} on {table}"
+    postgres = conn.dialect.name == "postgresql"
+    for name in chosen:
+        if postgres:
+            conn.exec_driver_sql(f'ALTER TABLE {table} DISABLE TRIGGER "{name}"')
+        else:
+            conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    yield
+    for name, how in chosen.items():
+        if postgres:
+            conn.exec_driver_sql(f'ALTER TABLE {table} {_PG_ENABLE[how]} TRIGGER "{name}"')
+        else:
+            conn.exec_driver_sql(how)
+    assert _triggers(session, table) == before
+
+
+def _triggers(session: Session, table: str) -> dict[str, str]:
+    """A table's triggers: how each is enabled (PostgreSQL), or its SQL (SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        query = (
+            "SELECT tgname, tgenabled FROM pg_trigger "
+            "WHERE tgrelid = CAST(:t AS regclass) AND NOT tgisinternal"
+        )
+    else:
+        query = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"
+    return dict(session.execute(text(query), {"t": table}).tuples().all())
+
+
+def entries_of(session: Session, kind: str, *, currency: str = "EUR") -> list[Entry]:
+    """The tenant's entries on accounts of one kind, oldest first."""
+    return list(
+        session.scalars(
+            select(Entry)
+            .join(Account, Account.id == Entry.account_id)
+            .where(Account.kind == kind, Account.currency == currency)
+            .order_by(Entry.id)
+        )
+    )
+
+
+def add_to_balance(session: Session, account_id: uuid.UUID, delta: int) -> None:
+    session.execute(
+        update(Account).where(Account.id == account_id).values(balance=Account.balance + delta)
+    )
+
+
+Tamper = Callable[[Ledger, pytest.MonkeyPatch], Iterator[set[str]]]
+
+
+def nudge_two_entries(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """Two earnings' receivable debits changed by one cent, one up and one down: the account
+    still sums to its balance, but neither transfer balances any more."""
+    with ledger.session() as session:
+        first, second = entries_of(session, K.CLIENT_RECEIVABLE)[:2]
+        with guards_lifted(session, "ledger_entries"):
+            session.execute(
+                update(Entry).where(Entry.id == first.id).values(amount=first.amount + 1)
+            )
+            session.execute(
+                update(Entry).where(Entry.id == second.id).values(amount=second.amount - 1)
+            )
+    yield {str(first.transfer_id), str(second.transfer_id)}
+
+
+def move_entry_to_another_currency(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """The fine's income entry moved to a USD account, both balances kept equal to their
+    entries: every transfer still balances in its entries' currency, every account matches its
+    entries, but EUR and USD balances no longer add up to zero."""
+    with ledger.session() as session:
+        income = entries_of(session, K.FINES_INCOME)[0]
+        eur_id, amount = income.account_id, income.amount
+        usd = chart.account(session, K.FINES_INCOME, "USD")
+        with guards_lifted(session, "ledger_entries"):
+            session.execute(update(Entry).where(Entry.id == income.id).values(account_id=usd.id))
+        add_to_balance(session, eur_id, -amount)
+        add_to_balance(session, usd.id, amount)
+    yield {"EUR", "USD"}
+
+
+def update_two_balances(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """A raw UPDATE of two balances, 5.00 EUR moved from revenue into the receivable: the trial
+    balance still holds, but neither account is the sum of its entries."""
+    with ledger.session() as session:
+        receivable = chart.account(session, K.CLIENT_RECEIVABLE, "EUR")
+        income = chart.account(session, K.FINES_INCOME, "EUR")
+        add_to_balance(session, receivable.id, 500)
+        add_to_balance(session, income.id, -500)
+    yield {str(receivable.id), str(income.id)}
+
+
+def overdraw_a_payable(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """A specialist's payable freed of its never-negative flag (a frozen column), then a payout
+    of more than is owed posted normally: balanced, consistent, and owing less than nothing."""
+    with ledger.session() as session:
+        held = session.scalar(
+            select(PayrollLine)
+            .where(PayrollLine.status == LineStatus.WITHHELD)
+            .order_by(PayrollLine.id)
+        )
+        payable = chart.account(session, K.SPECIALIST_PAYABLE, "EUR", held.specialist_id)
+        with guards_lifted(session, "ledger_accounts"):
+            session.execute(
+                update(Account).where(Account.id == payable.id).values(no_negative=False)
+            )
+        business.initiate_payout(
+            session,
+            payout_id=f"over-{uuid.uuid4()}",
+            specialist_id=held.specialist_id,
+            amount_minor=-payable.balance + 100,
+            currency="EUR",
+        )
+    yield {str(payable.id)}
+
+
+def reuse_an_idempotency_key(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """The fine's transfer given an earnings' idempotency key, the unique constraint dropped
+    for it (SQLite cannot drop one: the table is rebuilt without it); restored afterwards."""
+    with ledger.session() as session:
+        fine = session.scalar(select(Transfer).where(Transfer.kind == "late_fine"))
+        earnings = session.scalar(
+            select(Transfer).where(Transfer.kind == "earnings").order_by(Transfer.id)
+        )
+    with key_constraint_dropped(ledger.database):
+        rekey(ledger, fine.id, earnings.idempotency_key)
+        yield {earnings.idempotency_key}
+        rekey(ledger, fine.id, fine.idempotency_key)
+
+
+def rekey(ledger: Ledger, transfer_id: uuid.UUID, key: str) -> None:
+    with ledger.session() as session, guards_lifted(session, "ledger_transfers"):
+        session.execute(
+            update(Transfer).where(Transfer.id == transfer_id).values(idempotency_key=key)
+        )
+
+
+@contextmanager
+def key_constraint_dropped(database: Database) -> Iterator[None]:
+    """The transfers' UNIQUE (tenant_id, idempotency_key) gone, then back."""
+    if database.is_postgres:
+        name = "uq_ledger_transfers_tenant_id_idempotency_key"
+        with database.session(write=True) as session:
+            session.execute(text(f"ALTER TABLE ledger_transfers DROP CONSTRAINT {name}"))
+        yield
+        with database.session(write=True) as session:
+            session.execute(
+                text(
+                    f"ALTER TABLE ledger_transfers ADD CONSTRAINT {name} "
+                    "UNIQUE (tenant_id, idempotency_key)"
+                )
+            )
+        return
+    original = _rebuild_sqlite_table(database, "ledger_transfers", _without_key)
+    yield
+    _rebuild_sqlite_table(database, "ledger_transfers", lambda _: original)
+
+
+def _without_key(create_sql: str) -> str:
+    clause = ", \n\tCONSTRAINT uq_ledger_transfers_tenant_id_idempotency_key UNIQUE "
+    clause += "(tenant_id, idempotency_key)"
+    assert clause in create_sql, create_sql
+    return create_sql.replace(clause, "")
+
+
+def _rebuild_sqlite_table(database: Database, table: str, edit: Callable[[str], str]) -> str:
+    """SQLite's way to change a table's constraints: a new table, the rows copied, the old one
+    dropped, the new one renamed, its indexes and triggers made again. Returns the old SQL."""
+    conn = sqlite3.connect(database.url.database, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA legacy_alter_table = ON")  # other tables' triggers name it
+        conn.execute("BEGIN IMMEDIATE")
+        (create_sql,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        dependents = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+            "AND sql IS NOT NULL",
+            (table,),
+        ).fetchall()
+        rebuilt = edit(create_sql).replace(f"CREATE TABLE {table}", f"CREATE TABLE {table}_new", 1)
+        conn.execute(rebuilt)
+        conn.execute(f"INSERT INTO {table}_new SELECT * FROM {table}")
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
+        for (sql,) in dependents:
+            conn.execute(sql)
+        conn.execute("COMMIT")
+        return create_sql
+    finally:
+        conn.close()
+
+
+def post_into_a_closed_period(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[set[str]]:
+    """The month so far closed, then an order's earnings posted into it by a writer that skipped
+    both guards (posting's check and the database trigger). The entries written before the
+    close are the month's own: only the new ones offend."""
+    with ledger.session() as session:
+        earliest = session.scalar(select(Entry.effective_at).order_by(Entry.effective_at))
+        periods.close(
+            session,
+            None,
+            "2099-01",
+            earliest - dt.timedelta(seconds=1),
+            utcnow() + dt.timedelta(hours=1),
+        )
+    monkeypatch.setattr(periods, "refuse_closed", lambda *_args, **_kwargs: None)
+    with ledger.session() as session:
+        specialist = session.scalar(select(PayrollLine.specialist_id))
+        with guards_lifted(session, "ledger_entries", "ledger_entries_open_period"):
+            late = business.post_earnings(
+                session,
+                order_id=uuid.uuid4(),
+                specialist_id=specialist,
+                gross_minor=2_000,
+                currency="EUR",
+            )
+    yield {str(late.id)}
+
+
+def lose_line_transfers(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """One paid line's transfers forgotten (an empty list), another's pointing at a transfer
+    that does not exist."""
+    with ledger.session() as session:
+        emptied, dangling = session.scalars(
+            select(PayrollLine)
+            .where(PayrollLine.status == LineStatus.PAID)
+            .order_by(PayrollLine.id)
+            .limit(2)
+        ).all()
+        emptied.transfer_ids = []
+        dangling.transfer_ids = [str(uuid.uuid4()), *dangling.transfer_ids[1:]]
+    yield {str(emptied.id), str(dangling.id)}
+
+
+def pay_a_run_with_money_in_clearing(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """Marked paid though one line's payout was never settled: it is still in clearing."""
+    settle(ledger, leave_unsettled=1)
+    yield {str(ledger.run_id)}
+
+
+TAMPERS: dict[str, tuple[Tamper, str, bool]] = {
+    # invariant key: (the corruption, the column naming the offending rows, paid ledger)
+    "transfers_balanced": (nudge_two_entries, "transfer_id", True),
+    "trial_balance_zero": (move_entry_to_another_currency, "currency", True),
+    "balances_match_entries": (update_two_balances, "account_id", True),
+    "no_negative_payable": (overdraw_a_payable, "account_id", True),
+    "unique_idempotency_keys": (reuse_an_idempotency_key, "idempotency_key", True),
+    "no_entry_in_closed_period": (post_into_a_closed_period, "transfer_id", True),
+    "posted_lines_have_transfers": (lose_line_transfers, "line_id", True),
+    "paid_runs_clearing_empty": (pay_a_run_with_money_in_clearing, "run_id", False),
+}
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_a_ledger_corrupted_one_way_fails_exactly_that_invariant(
+    database: Database, suites: LedgerSuites, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    tamper, column, paid = TAMPERS[key]
+    ledger = clean_ledger(database, paid=paid)
+    corruption = contextmanager(tamper)(ledger, monkeypatch)
+
+    with corruption as offenders:
+        result = suites.run(ledger.tenant_id, run_name=f"tampered-{key}")
+        with database.engine.connect() as conn:
+            by_sql = check_by_sql(conn, ledger.tenant_id)
+
+    assert failed(result) == {key}, json.dumps([o.to_json() for o in result.failed])
+    broken = outcome(result, key)
+    assert broken["error"] is None
+    assert {str(row[column]) for row in broken["offending"]} == offenders
+    assert broken["count"] == len(broken["offending"]) == by_sql[key]
+    assert {k for k, n in by_sql.items() if n} == {key}
+
+
+def test_one_tenants_corruption_is_not_anothers(
+    database: Database, suites: LedgerSuites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean, corrupted = clean_ledger(database), clean_ledger(database)
+    with contextmanager(update_two_balances)(corrupted, monkeypatch):
+        pass
+
+    assert suites.run(clean.tenant_id, run_name="neighbour").success
+    assert failed(suites.run(corrupted.tenant_id, run_name="corrupted")) == {
+        "balances_match_entries"
+    }
+
+
+def test_one_call_validates_with_a_context_of_its_own(database: Database, tmp_path: Path) -> None:
+    ledger = clean_ledger(database)
+    docs = tmp_path / "docs"
+
+    result = run_ledger_suites(database.url, ledger.tenant_id, docs, "one-off")
+
+    assert result.success
+    assert result.run_name == "one-off"
+    assert result.data_docs_index == docs / "index.html"
+    assert "ledger-invariants-v1-ledger_entries" in result.data_docs_index.read_text()
+
+
+def test_importing_the_module_does_not_load_great_expectations() -> None:
+    probe = (
+        "import sys, quire.reconciliation.expectations; print('great_expectations' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
