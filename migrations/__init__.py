@@ -15,6 +15,7 @@ MODEL_MODULES = (
     "quire.orders.models",
     "quire.qa.models",
     "quire.payroll.models",
+    "quire.reconciliation.models",
     "ledger.models",
 )
 
