@@ -7,7 +7,9 @@
   (settled by the bank's confirmation);
 - a payroll's payouts, many in one batch (`post_payouts`): per line, payable -> payout clearing,
   through the FX liquidity accounts when the payout currency differs (two transfers, as in
-  `ledger.fx`, each leg rounded half-even on its own).
+  `ledger.fx`, each leg rounded half-even on its own);
+- their settlements, many in one batch (`settle_payouts`): payout clearing -> bank, once the
+  bank's statement shows the payment.
 """
 
 from __future__ import annotations
@@ -275,3 +277,43 @@ def _payout_specs(
             metadata=fx_meta,
         ),
     ]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The bank confirmed one payout: `amount_minor` leaves payout clearing for the bank, in
+    `currency`. `key` makes it idempotent (reconciliation keys it by the payout line)."""
+
+    key: str
+    currency: str
+    amount_minor: int
+    reference: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def settle_payouts(session: Session, settlements: Sequence[Settlement]) -> list[Transfer]:
+    """Every settlement in one batch (all or none): payout clearing -> bank, per line. The
+    accounts are looked up once per currency."""
+    accounts: dict[tuple[AccountKind, str], uuid.UUID] = {}
+
+    def account_of(kind: AccountKind, currency: str) -> uuid.UUID:
+        if (kind, currency) not in accounts:
+            accounts[kind, currency] = chart.account(session, kind, currency).id
+        return accounts[kind, currency]
+
+    specs = []
+    for item in settlements:
+        validate_amount(item.amount_minor)
+        specs.append(
+            TransferSpec(
+                kind="payout_settlement",
+                idempotency_key=item.key,
+                reference=item.reference,
+                legs=[
+                    Leg.debit(account_of(K.PAYOUT_CLEARING, item.currency), item.amount_minor),
+                    Leg.credit(account_of(K.BANK, item.currency), item.amount_minor),
+                ],
+                metadata=dict(item.metadata),
+            )
+        )
+    return post_batch(session, specs)

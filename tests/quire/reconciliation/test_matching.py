@@ -1,0 +1,199 @@
+"""The matching rules, on frames: each rule matches what it should and nothing else, in
+priority order, each bank line and each payout line at most once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pandas as pd
+import pytest
+
+from quire.reconciliation.matching import (
+    BANK_COLUMNS,
+    PAYOUT_COLUMNS,
+    MatchSettings,
+    name_similarity,
+    propose,
+)
+from quire.reconciliation.models import MatchRule
+
+PAYOUT_DATE = dt.date(2026, 12, 3)
+SEPA_FILE, XCT_FILE = uuid.uuid4(), uuid.uuid4()
+RUN = uuid.uuid4()
+
+
+def bank(*rows: dict) -> pd.DataFrame:
+    base = {
+        "currency": "EUR",
+        "value_date": PAYOUT_DATE,
+        "end_to_end_id": None,
+        "counterparty_name": None,
+        "returned": False,
+    }
+    return pd.DataFrame([{**base, **row} for row in rows], columns=BANK_COLUMNS)
+
+
+def payouts(*rows: dict) -> pd.DataFrame:
+    base = {"run_id": RUN, "file_id": SEPA_FILE, "currency": "EUR", "payout_date": PAYOUT_DATE}
+    return pd.DataFrame([{**base, **row} for row in rows], columns=PAYOUT_COLUMNS)
+
+
+ANA = {
+    "payroll_line_id": 1,
+    "end_to_end_id": "E2E-1",
+    "payout_minor": 120_000,
+    "creditor_name": "Ana Lima",
+}
+BEN = {
+    "payroll_line_id": 2,
+    "end_to_end_id": "E2E-2",
+    "payout_minor": 45_050,
+    "creditor_name": "Ben Okafor",
+}
+YUKI = {
+    "payroll_line_id": 3,
+    "end_to_end_id": "E2E-3",
+    "payout_minor": 9_800,
+    "creditor_name": "Yuki Sato",
+    "currency": "JPY",
+    "file_id": XCT_FILE,
+}
+
+
+def rules(proposal) -> dict[int, tuple[MatchRule, tuple[int, ...]]]:
+    return {m.bank_line_id: (m.rule, m.payroll_line_ids) for m in proposal.matches}
+
+
+def test_the_end_to_end_id_matches_an_exact_debit():
+    proposal = propose(
+        bank({"bank_line_id": 10, "amount_minor": -120_000, "end_to_end_id": "E2E-1"}),
+        payouts(ANA, BEN),
+        MatchSettings(),
+    )
+    assert rules(proposal) == {10: (MatchRule.END_TO_END, (1,))}
+    assert proposal.unmatched == []
+
+
+def test_a_known_end_to_end_id_with_another_amount_is_an_exception_not_a_match():
+    proposal = propose(
+        bank({"bank_line_id": 10, "amount_minor": -119_000, "end_to_end_id": "E2E-1"}),
+        payouts(ANA),
+        MatchSettings(),
+    )
+    assert proposal.matches == []
+    [exception] = proposal.unmatched
+    assert "E2E-1" in exception.reason
+    assert "moved 119000 EUR for its 120000 EUR" in exception.reason
+
+
+def test_amount_date_and_a_similar_name_match_when_the_bank_dropped_the_id():
+    proposal = propose(
+        bank(
+            {"bank_line_id": 11, "amount_minor": -45_050, "counterparty_name": "OKAFOR BEN"},
+            {"bank_line_id": 12, "amount_minor": -120_000, "counterparty_name": "Someone Else"},
+        ),
+        payouts(ANA, BEN),
+        MatchSettings(),
+    )
+    assert rules(proposal) == {11: (MatchRule.AMOUNT_DATE_NAME, (2,))}
+    assert [u.bank_line_id for u in proposal.unmatched] == [12]  # right amount, wrong name
+
+
+def test_outside_the_value_date_window_nothing_matches_by_amount():
+    late = PAYOUT_DATE + dt.timedelta(days=6)
+    proposal = propose(
+        bank(
+            {
+                "bank_line_id": 11,
+                "amount_minor": -45_050,
+                "counterparty_name": "Ben Okafor",
+                "value_date": late,
+            }
+        ),
+        payouts(BEN),
+        MatchSettings(window_days=5),
+    )
+    assert proposal.matches == []
+
+
+def test_two_equal_payouts_each_take_one_debit_by_the_better_name():
+    twin = {**BEN, "payroll_line_id": 4, "end_to_end_id": "E2E-4", "creditor_name": "Bea Okoro"}
+    proposal = propose(
+        bank(
+            {"bank_line_id": 21, "amount_minor": -45_050, "counterparty_name": "Bea Okoro"},
+            {"bank_line_id": 22, "amount_minor": -45_050, "counterparty_name": "Ben Okafor"},
+        ),
+        payouts(BEN, twin),
+        MatchSettings(),
+    )
+    assert rules(proposal) == {
+        21: (MatchRule.AMOUNT_DATE_NAME, (4,)),
+        22: (MatchRule.AMOUNT_DATE_NAME, (2,)),
+    }
+
+
+def test_one_debit_for_a_whole_payout_file_matches_all_its_lines():
+    proposal = propose(
+        bank({"bank_line_id": 30, "amount_minor": -(120_000 + 45_050)}),
+        payouts(ANA, BEN, YUKI),
+        MatchSettings(),
+    )
+    assert rules(proposal) == {30: (MatchRule.FILE_TOTAL, (1, 2))}
+    assert proposal.matches[0].payroll_file_id == SEPA_FILE
+
+
+def test_a_returned_payment_matches_its_line_with_the_original_debit():
+    proposal = propose(
+        bank(
+            {"bank_line_id": 40, "amount_minor": -120_000, "end_to_end_id": "E2E-1"},
+            {
+                "bank_line_id": 41,
+                "amount_minor": 120_000,
+                "end_to_end_id": "E2E-1",
+                "returned": True,
+            },
+            {"bank_line_id": 42, "amount_minor": -45_050, "end_to_end_id": "E2E-2"},
+        ),
+        payouts(ANA, BEN),
+        MatchSettings(),
+    )
+    assert rules(proposal) == {
+        40: (MatchRule.RETURN, (1,)),
+        41: (MatchRule.RETURN, (1,)),
+        42: (MatchRule.END_TO_END, (2,)),
+    }
+
+
+def test_a_line_is_matched_once_even_if_two_rules_could_take_it():
+    proposal = propose(
+        bank(
+            {"bank_line_id": 50, "amount_minor": -120_000, "end_to_end_id": "E2E-1"},
+            {"bank_line_id": 51, "amount_minor": -120_000, "counterparty_name": "Ana Lima"},
+        ),
+        payouts(ANA),
+        MatchSettings(),
+    )
+    assert rules(proposal) == {50: (MatchRule.END_TO_END, (1,))}
+    assert [u.bank_line_id for u in proposal.unmatched] == [51]
+
+
+def test_credits_without_a_rule_are_exceptions():
+    proposal = propose(
+        bank({"bank_line_id": 60, "amount_minor": 5_000}), payouts(ANA), MatchSettings()
+    )
+    assert "credit" in proposal.unmatched[0].reason
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "alike"),
+    [
+        ("Ana Lima", "LIMA ANA", True),
+        ("José Álvarez", "JOSE ALVAREZ", True),
+        ("Ben Okafor", "B. OKAFOR", True),
+        ("Ana Lima", "Acme GmbH", False),
+        (None, "Ana", False),
+    ],
+)
+def test_names_are_compared_without_case_accents_punctuation_or_order(a, b, alike):
+    assert (name_similarity(a, b) >= MatchSettings().name_threshold) is alike
