@@ -25,6 +25,7 @@ CHART: dict[AccountKind, tuple[OwnerType, Side, bool]] = {
     K.BANK: (OwnerType.PLATFORM, Side.DEBIT, False),
     K.FX_LIQUIDITY: (OwnerType.PLATFORM, Side.DEBIT, False),
     K.FX_GAIN_LOSS: (OwnerType.PLATFORM, Side.CREDIT, False),
+    K.BANK_FEES: (OwnerType.PLATFORM, Side.DEBIT, False),  # an expense
 }
 
 

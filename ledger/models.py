@@ -38,6 +38,7 @@ class AccountKind(enum.StrEnum):
     BANK = "bank"
     FX_LIQUIDITY = "fx_liquidity"
     FX_GAIN_LOSS = "fx_gain_loss"
+    BANK_FEES = "bank_fees"  # what the bank kept, or small differences written off
 
 
 class OwnerType(enum.StrEnum):

@@ -157,6 +157,22 @@ class Settings(BaseSettings):
     )
     # --- end of payroll -------------------------------------------------------------------------
 
+    # --- reconciliation (quire/reconciliation/) ---------------------------------------------------
+    # Matching by amount: how far a bank line's value date may be from a payout's date, and how
+    # alike the counterparty's name must be to the payee's (0..1).
+    reconciliation_window_days: int = Field(
+        default=5, ge=0, le=60, validation_alias="QUIRE_RECONCILIATION_WINDOW_DAYS"
+    )
+    reconciliation_name_threshold: float = Field(
+        default=0.6, ge=0, le=1, validation_alias="QUIRE_RECONCILIATION_NAME_THRESHOLD"
+    )
+    # The largest difference finance may write off to bank fees, in major units of the line's
+    # currency (5 = EUR 5.00, JPY 5, KWD 5.000).
+    reconciliation_write_off_limit: Decimal = Field(
+        default=Decimal("5"), ge=0, validation_alias="QUIRE_RECONCILIATION_WRITE_OFF_LIMIT"
+    )
+    # --- end of reconciliation ------------------------------------------------------------------
+
     # --- Prefect flows (flows/, tasks/, deployments/) ---------------------------------------------
     # Server mode: the name of a prefect-sqlalchemy SqlAlchemyConnector block holding the database
     # URL (set by ops in the Prefect UI). Absent block: DATABASE_URL decides. Empty: never look.

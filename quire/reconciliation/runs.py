@@ -84,7 +84,7 @@ def reconcile_statement(
     proposal = matching.propose(bank_frame(session, statement.id), payout_frame(session), settings)
     settled = _settle(session, run, statement, proposal)
     returned = _return(session, proposal)
-    _mark_runs_paid(session, _runs_of(session, proposal), utcnow())
+    mark_runs_paid(session, _runs_of(session, proposal), utcnow())
     raised = _raise_exceptions(session, run, statement, proposal, settings)
     open_exceptions = _open_exceptions(session)
     run.summary = {
@@ -254,7 +254,7 @@ def _runs_of(session: Session, proposal: Proposal) -> set[uuid.UUID]:
     return set(session.scalars(select(PayrollLine.run_id).where(PayrollLine.id.in_(line_ids))))
 
 
-def _mark_runs_paid(session: Session, run_ids: set[uuid.UUID], now: dt.datetime) -> None:
+def mark_runs_paid(session: Session, run_ids: set[uuid.UUID], now: dt.datetime) -> None:
     """A posted run is paid once none of its lines waits for the bank any more (each is paid,
     or was returned and reversed)."""
     if not run_ids:
