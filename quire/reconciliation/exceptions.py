@@ -67,13 +67,9 @@ def match_by_hand(
 ) -> BankMatch:
     """Settle the payout `payroll_line_id` with the bank debit of this exception."""
     reason = _reason(reason)
-    exception = open_exception(session, exception_id)
-    if exception.side != ExceptionSide.BANK or exception.bank_line_id is None:
-        raise Invalid(
-            "only a bank line is matched by hand: match the payout from its bank line",
-            code="exception_not_bank_side",
-        )
-    bank_line = session.get(BankLine, exception.bank_line_id)
+    exception, bank_line = _bank_side(
+        session, exception_id, "only a bank line is matched by hand: match the payout from it"
+    )
     line = session.get(PayrollLine, payroll_line_id, with_for_update=True)
     if line is None:
         raise NotFound(f"no payroll line {payroll_line_id}", code="payroll_line_not_found")
@@ -83,7 +79,6 @@ def match_by_hand(
             "the bank",
             code="payroll_line_not_waiting",
         )
-    assert bank_line is not None  # an exception's bank line is a foreign key
     if bank_line.amount_minor >= 0 or bank_line.currency != line.payout_currency:
         raise Invalid(
             f"bank line {bank_line.id} ({bank_line.amount_minor} {bank_line.currency}) is not a "
@@ -169,14 +164,9 @@ def write_off(
 ) -> BankMatch:
     """Book a small bank line nothing explains to bank fees."""
     reason = _reason(reason)
-    exception = open_exception(session, exception_id)
-    if exception.side != ExceptionSide.BANK or exception.bank_line_id is None:
-        raise Invalid(
-            "only a bank line is written off; a payout the bank never paid is reversed",
-            code="exception_not_bank_side",
-        )
-    bank_line = session.get(BankLine, exception.bank_line_id)
-    assert bank_line is not None
+    exception, bank_line = _bank_side(
+        session, exception_id, "only a bank line is written off; an unpaid payout is reversed"
+    )
     if abs(bank_line.amount_minor) > limit_minor(limit, bank_line.currency):
         raise Invalid(
             f"{abs(bank_line.amount_minor)} {bank_line.currency} (minor units) is over the "
@@ -214,6 +204,21 @@ def write_off(
         },
     )
     return match
+
+
+def _bank_side(
+    session: Session, exception_id: int, refusal: str
+) -> tuple[ReconciliationException, BankLine]:
+    """The open exception of a bank line, and that line."""
+    exception = open_exception(session, exception_id)
+    bank_line = (
+        session.get(BankLine, exception.bank_line_id)
+        if exception.side == ExceptionSide.BANK and exception.bank_line_id is not None
+        else None
+    )
+    if bank_line is None:
+        raise Invalid(refusal, code="exception_not_bank_side")
+    return exception, bank_line
 
 
 def list_exceptions(
