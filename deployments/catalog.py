@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import Flow
+from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
 from flows.maintenance import marketplace_maintenance
+from flows.notify_finance import notify_finance
 from flows.outbox_relay import outbox_relay
 from flows.payroll_run import payroll_run
 from flows.qa_pipeline import qa_pipeline
+from flows.reconcile_ledger import reconcile_ledger
+from tasks.reconciliation import FAILED_EVENT
 
 WORK_POOL = "quire"  # server mode: the pool `prefect deploy --all` targets and workers poll
 
@@ -39,6 +43,9 @@ class Deployment:
     tags: tuple[str, ...] = ()
     # Runs are created with parameters validated against the flow's typed signature.
     enforce_parameter_schema: bool = True
+    # Automations that run this deployment: Prefect deployment triggers (event, match, expect,
+    # parameters templated from the event), the same in `serve` and in prefect.yaml.
+    triggers: tuple[dict[str, Any], ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -95,6 +102,50 @@ CATALOG: tuple[Deployment, ...] = (
         timezone="Europe/London",
         tags=("quire", "payroll"),
     ),
+    Deployment(
+        name="reconcile-ledger",
+        flow=reconcile_ledger,
+        entrypoint="flows/reconcile_ledger.py:reconcile_ledger",
+        description=(
+            "Matches the bank's statements with the payouts (end-to-end id, amount + date + "
+            "name, one debit per payout file), settles what the bank paid, reverses returns, "
+            "queues exceptions, then proves the ledger's invariants with Great Expectations "
+            "inside the database. Emits quire.reconciliation.failed when finance is needed. "
+            "The daily schedule (no tenant) reconciles every tenant with statements."
+        ),
+        cron="0 7 * * *",
+        timezone="Europe/London",
+        concurrency_limit=1,
+        tags=("quire", "reconciliation"),
+    ),
+    Deployment(
+        name="notify-finance",
+        flow=notify_finance,
+        entrypoint="flows/notify_finance.py:notify_finance",
+        description=(
+            "Mails the tenant's finance users over SMTP that a reconciliation needs them. Run "
+            "by the automation on quire.reconciliation.failed."
+        ),
+        tags=("quire", "reconciliation"),
+        triggers=(
+            {
+                "type": "event",
+                "name": "finance on a failed reconciliation",
+                "enabled": True,
+                "match": {"prefect.resource.id": "quire.tenant.*"},
+                "expect": [FAILED_EVENT],
+                "posture": "Reactive",
+                "threshold": 1,
+                "within": 0,
+                "parameters": {
+                    "tenant": "{{ event.resource['quire.tenant'] }}",
+                    "period": "{{ event.resource['quire.period'] }}",
+                    "reason": "{{ event.payload.reason }}",
+                    "reconciliation_id": "{{ event.payload.reconciliation_id }}",
+                },
+            },
+        ),
+    ),
 )
 
 
@@ -109,6 +160,7 @@ def runner_deployments(*, schedules: bool = True) -> list[Any]:
             tags=list(d.tags),
             concurrency_limit=d.concurrency_limit,
             enforce_parameter_schema=d.enforce_parameter_schema,
+            triggers=[DeploymentEventTrigger(**trigger) for trigger in d.triggers] or None,
         )
         for d in CATALOG
     ]

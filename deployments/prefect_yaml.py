@@ -51,6 +51,8 @@ def deployment_entry(deployment: Deployment) -> dict[str, Any]:
     entry["work_pool"] = {"name": WORK_POOL, "work_queue_name": "default", "job_variables": {}}
     if deployment.concurrency_limit is not None:
         entry["concurrency_limit"] = deployment.concurrency_limit
+    if deployment.triggers:
+        entry["triggers"] = [dict(trigger) for trigger in deployment.triggers]
     entry["schedules"] = (
         [{"cron": deployment.cron, "timezone": deployment.timezone, "active": True}]
         if deployment.cron

@@ -171,7 +171,24 @@ class Settings(BaseSettings):
     reconciliation_write_off_limit: Decimal = Field(
         default=Decimal("5"), ge=0, validation_alias="QUIRE_RECONCILIATION_WRITE_OFF_LIMIT"
     )
+    # The deployment whose daily schedule reconciles every tenant; notify-finance is run by the
+    # automation on quire.reconciliation.failed.
+    reconciliation_deployment: str = Field(
+        default="reconcile-ledger/reconcile-ledger",
+        validation_alias="QUIRE_RECONCILIATION_DEPLOYMENT",
+    )
     # --- end of reconciliation ------------------------------------------------------------------
+
+    # --- mail (quire/mail.py): SMTP ---------------------------------------------------------------
+    smtp_host: str = Field(default="", validation_alias="QUIRE_SMTP_HOST")  # empty: no mail
+    smtp_port: int = Field(default=25, ge=1, le=65535, validation_alias="QUIRE_SMTP_PORT")
+    smtp_from: str = Field(default="quire@localhost", validation_alias="QUIRE_SMTP_FROM")
+    smtp_starttls: bool = Field(default=False, validation_alias="QUIRE_SMTP_STARTTLS")
+    smtp_user: str = Field(default="", validation_alias="QUIRE_SMTP_USER")
+    smtp_password: SecretStr = Field(default=SecretStr(""), validation_alias="QUIRE_SMTP_PASSWORD")
+    smtp_timeout_seconds: float = Field(
+        default=10, gt=0, validation_alias="QUIRE_SMTP_TIMEOUT_SECONDS"
+    )
 
     # --- Prefect flows (flows/, tasks/, deployments/) ---------------------------------------------
     # Server mode: the name of a prefect-sqlalchemy SqlAlchemyConnector block holding the database

@@ -102,7 +102,11 @@ def match_by_hand(
             idempotency_key=f"payroll-settle:{line.id}",
             reference=f"manual match of bank line {bank_line.id}",
             legs=legs,
-            metadata={"end_to_end_id": line.end_to_end_id or "", "reason": reason},
+            metadata={
+                "payroll_run": str(line.run_id),
+                "end_to_end_id": line.end_to_end_id or "",
+                "reason": reason,
+            },
         )
     ]
     if difference:

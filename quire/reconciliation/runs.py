@@ -210,7 +210,10 @@ def _settle(
                 currency=payouts[line_id].payout_currency,
                 amount_minor=int(payouts[line_id].payout_minor),
                 reference=f"bank:{statement.statement_id}",
-                metadata={"end_to_end_id": payouts[line_id].end_to_end_id or ""},
+                metadata={
+                    "payroll_run": str(payouts[line_id].run_id),
+                    "end_to_end_id": payouts[line_id].end_to_end_id or "",
+                },
             )
             for line_id in line_ids
         ],

@@ -1,0 +1,75 @@
+"""Reconciliation's operations for the API and the flows, each on a tenant-scoped session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from quire.audit.service import record
+from quire.db import Database
+from quire.errors import NotFound
+from quire.people.models import Role, Tenant, User
+from quire.reconciliation.models import BankStatement, Reconciliation, ReconciliationStatus
+from quire.tenancy import ALL_TENANTS
+
+
+def get_reconciliation(session: Session, reconciliation_id: uuid.UUID) -> Reconciliation:
+    found = session.get(Reconciliation, reconciliation_id)
+    if found is None:
+        raise NotFound(
+            f"reconciliation {reconciliation_id} not found", code="reconciliation_not_found"
+        )
+    return found
+
+
+def pending_statements(session: Session) -> list[uuid.UUID]:
+    """Statements no reconciliation has looked at yet, oldest first."""
+    done = select(Reconciliation.statement_id).where(Reconciliation.statement_id.is_not(None))
+    return list(
+        session.scalars(
+            select(BankStatement.id)
+            .where(BankStatement.id.not_in(done))
+            .order_by(BankStatement.closing_date, BankStatement.uploaded_at)
+        )
+    )
+
+
+def record_suites(
+    session: Session, reconciliation_id: uuid.UUID, suites: Mapping[str, Any]
+) -> Reconciliation:
+    """Keep the invariant suites' outcome; a failed suite fails the reconciliation."""
+    run = get_reconciliation(session, reconciliation_id)
+    run.suites = dict(suites)
+    if not suites.get("success"):
+        run.status = ReconciliationStatus.FAILED
+        record(
+            session,
+            None,
+            "reconciliation.failed",
+            "reconciliation",
+            run.id,
+            after={"failed": list(suites.get("failed", []))},
+        )
+    return run
+
+
+def finance_emails(session: Session) -> list[str]:
+    """Whom an alert goes to: the tenant's active finance users."""
+    users = session.scalars(select(User).where(User.is_active.is_(True))).all()
+    return sorted(u.email for u in users if u.has_any_role(Role.FINANCE))
+
+
+def tenants_with_statements(database: Database) -> list[tuple[uuid.UUID, str]]:
+    """Every tenant that has uploaded a statement (the daily schedule's round)."""
+    with database.session() as session:
+        rows = session.execute(
+            select(Tenant.id, Tenant.slug)
+            .where(Tenant.id.in_(select(BankStatement.tenant_id).distinct()))
+            .order_by(Tenant.slug)
+            .execution_options(**ALL_TENANTS)
+        ).all()
+    return [(row.id, row.slug) for row in rows]
