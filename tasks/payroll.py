@@ -37,9 +37,10 @@ from quire.payroll.approvals import ApprovalData
 from quire.payroll.errors import RatesUnavailable
 from quire.payroll.models import PayrollRun
 from quire.people.actor import Actor
-from quire.people.models import Tenant, User
+from quire.people.models import User
 from quire.settings import get_settings
 from tasks.database import flow_database
+from tasks.tenants import tenant_id_of, this_flow_run
 
 RATES_CACHE_FOR = dt.timedelta(days=2)
 # Every step but the rates download reads and writes the database, which is where a run's state
@@ -80,21 +81,6 @@ class GateOutcome(BaseModel):
     seconds: float
 
 
-def _this_flow_run() -> str | None:
-    """What the audit log records as the request id of a flow's actions."""
-    from prefect.runtime import flow_run
-
-    return f"flow-run:{flow_run.get_id()}" if flow_run.get_id() else None
-
-
-def _tenant_id(slug: str) -> uuid.UUID:
-    with flow_database().session() as session:
-        tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-    if tenant_id is None:
-        raise ValueError(f"no tenant {slug!r}")
-    return tenant_id
-
-
 @task(name="Open the payroll run", cache_policy=NO_CACHE)
 def open_run(
     tenant: str,
@@ -106,8 +92,8 @@ def open_run(
 ) -> RunRef:
     """The run the API opened (`run_id`), the one this flow run opened before (a re-run), or a
     new attempt for the period (a start from the Prefect UI or the schedule)."""
-    tenant_id = _tenant_id(tenant)
-    with correlated(_this_flow_run()), flow_database().session(tenant_id, write=True) as session:
+    tenant_id = tenant_id_of(tenant)
+    with correlated(this_flow_run()), flow_database().session(tenant_id, write=True) as session:
         if not period and run_id is None:  # the UI's form left it empty: the month just ended
             zone = periods.zone(runs.profile(session).time_zone)
             period = periods.previous(dt.datetime.now(zone).date())
@@ -314,7 +300,7 @@ def vet_approval(run: RunRef, decision: ApprovalData) -> str | None:
 @task(name="Record the decision", cache_policy=NO_CACHE)
 def record_decision(run: RunRef, decision: ApprovalData) -> RunRef:
     with (
-        correlated(_this_flow_run()),
+        correlated(this_flow_run()),
         flow_database().session(run.tenant_id, write=True) as session,
     ):
         approver = approvals.approver_of(session, decision.approver)
@@ -385,7 +371,7 @@ def release_after_failure(
 ) -> None:
     """Called by the flow's failure, crash and cancellation hooks (not a task: it runs after the
     flow run ended). A run that had posted nothing fails and frees its period."""
-    tenant_id = _tenant_id(tenant)
+    tenant_id = tenant_id_of(tenant)
     with flow_database().session(tenant_id, write=True) as session:
         found = (
             runs.get_run(session, uuid.UUID(str(run_id)))

@@ -15,17 +15,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from quire import mail
 from quire.correlation import correlated
 from quire.people.actor import Actor
-from quire.people.models import Tenant
 from quire.reconciliation import exceptions, report, runs, service
 from quire.reconciliation.matching import MatchSettings
 from quire.reconciliation.models import BankStatement, ExceptionStatus
 from quire.settings import get_settings
 from tasks.database import flow_database
+from tasks.tenants import tenant_id_of, this_flow_run
 
 FAILED_EVENT = "quire.reconciliation.failed"
 
@@ -43,20 +42,6 @@ class Outcome(BaseModel):
     suites_passed: bool | None = None
     data_docs_index: str | None = None
     alarm: str | None = None  # why quire.reconciliation.failed was emitted, if it was
-
-
-def _this_flow_run() -> str | None:
-    from prefect.runtime import flow_run
-
-    return f"flow-run:{flow_run.get_id()}" if flow_run.get_id() else None
-
-
-def tenant_id_of(slug: str) -> uuid.UUID:
-    with flow_database().session() as session:
-        tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-    if tenant_id is None:
-        raise ValueError(f"no tenant {slug!r}")
-    return tenant_id
 
 
 @task(name="Find the statements to reconcile", cache_policy=NO_CACHE)
@@ -77,7 +62,7 @@ def match_statement(tenant: str, statement_id: uuid.UUID) -> Outcome:
     tenant_id = tenant_id_of(tenant)
     flow_run_id = uuid.UUID(flow_run.get_id()) if flow_run.get_id() else None
     with (
-        correlated(_this_flow_run()),
+        correlated(this_flow_run()),
         flow_database().session(tenant_id, write=True) as session,
     ):
         run = runs.reconcile_statement(
