@@ -261,12 +261,19 @@ def grammar_service() -> Iterator[FakeLanguageTool]:
 
 
 @pytest.fixture
+def worker_env_extra() -> dict[str, str]:
+    """More environment for the worker (a test module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
 def worker(
     stack: Stack,
     deployed: str,
     prefect_home: Path,
     pg_url: str,
     grammar_service: FakeLanguageTool,
+    worker_env_extra: dict[str, str],
 ) -> Iterator[str]:
     """`prefect worker start --pool quire`, with the environment docker-compose.yml gives it."""
     results = stack.tmp / "prefect-results"
@@ -287,6 +294,7 @@ def worker(
             QUIRE_DATABASE_BLOCK="",
             QUIRE_GRAMMAR_CHECK_URL=grammar_service.url,
             QUIRE_QA_RETRY_BACKOFF_SECONDS="0.2",
+            **worker_env_extra,
         ),
         cwd=elsewhere,
     )
