@@ -1,10 +1,9 @@
 """The ledger's invariants, proved by Great Expectations inside the database.
 
-Each invariant of ledger/README.md that can be stated over stored rows is one GX expectation: an
-`UnexpectedRowsExpectation` whose SQL selects the rows that break it, so it passes when the query
-returns nothing and, when it fails, names the invariant and shows a handful of offending rows.
-The queries run in the database (SQLite or PostgreSQL, the app's own): GX sends the SQL and reads
-back at most a few hundred offending rows, never the ledger.
+Each invariant of ledger/README.md that can be stated over stored rows is one SQL query selecting
+the rows that break it (`invariant_queries`): it holds when the query returns nothing. GX runs
+each one in the database (SQLite or PostgreSQL, the app's own) and reads back a count and, for a
+broken invariant, a handful of offending rows, never the ledger.
 
 Scope: one tenant per run. The database is multi-tenant and GX's queries bypass the ORM's tenant
 scoping (quire.tenancy), so every table every query reads is filtered by the tenant's id, written
@@ -14,20 +13,22 @@ What GX sees: its own connections, so only committed data. Run the suites after 
 whose effects they should judge has committed (reconciliation: after the matching commits); rows
 of a transaction still open are invisible to them, as they are to any other reader.
 
-Cost: Great Expectations takes seconds to import, so it is imported only when suites are built;
-importing this module costs nothing of it. One `LedgerSuites` holds one ephemeral GX context
-and one SQL data source (one engine) for as many runs as the caller wants; each run builds its
-suites once (the SQL names the tenant) and validates them through one checkpoint. Progress bars
-and analytics are off. `UnexpectedRowsExpectation` runs its query twice (the offending rows, then
-their count), which is the price of GX over the same checks as plain SQL (`check_by_sql`).
+How GX runs them, and why so: each invariant's query is a GX query asset. The suites, built once
+per `LedgerSuites` (one ephemeral context, one SQL data source and engine), are tenant-free; a run
+points the assets at the tenant's queries and validates in two passes:
 
-Data Docs HTML is written under the directory the caller names (none if it names none), for a
-passing run as for a failing one.
+1. counts: `ExpectTableRowCountToEqual(0)` per asset, one `SELECT COUNT(*)` over each query;
+2. offending rows, for the broken invariants only: `UnexpectedRowsExpectation` with
+   `SELECT * FROM {batch} LIMIT n` over the same asset.
 
-`{batch}` in the queries below is GX's placeholder for the asset's batch (the whole table, as a
-subquery). GX renders it aliased (`AS subselect`) in a query without a JOIN and bare in one with
-a JOIN, so a query that joins aliases it itself (`{batch} AS e`) and one that does not names its
-columns unqualified.
+A clean ledger, the usual case, so costs one execution of each query, as the same checks in plain
+SQL do (`check_by_sql`). An `UnexpectedRowsExpectation` alone would run every query twice (its
+rows, then their count) on every run.
+
+Great Expectations takes seconds to import, so it is imported only when suites are built;
+importing this module costs nothing of it. Progress bars and analytics are off. Data Docs HTML is
+written under the directory the caller names (none if it names none), for a passing run as for a
+failing one, built once per run.
 """
 
 from __future__ import annotations
@@ -49,15 +50,20 @@ from sqlalchemy.engine import URL
 from quire.db import Database, normalize_url
 
 if TYPE_CHECKING:
+    from great_expectations import Checkpoint, ValidationDefinition
     from great_expectations.checkpoint.checkpoint import CheckpointResult
     from great_expectations.data_context import EphemeralDataContext
     from great_expectations.datasource.fluent import SQLDatasource
+    from great_expectations.expectations import Expectation
 
 SUITE_NAME = "ledger-invariants"
 SUITE_VERSION = 1  # bump whenever an invariant's SQL below changes
 MAX_OFFENDING_ROWS = 10
 
 DatabaseLike = str | URL | Engine | Database
+
+# What a query asset holds until a run points it at a tenant's query.
+_NO_ROWS = "SELECT 1 AS nothing WHERE 1 = 0"
 
 # GX keeps its current project in a process-wide singleton (the stores a validation writes to):
 # two runs on two threads take turns, and each run makes its own context the current one first.
@@ -111,13 +117,12 @@ class _Dialect:
 
 @dataclass(frozen=True)
 class Invariant:
-    """One invariant: its stable key, the name and sentence a failure reads as, the table its
-    GX asset is, and its offending-rows SQL for a dialect and tenant."""
+    """One invariant: its stable key, the name and sentence a failure reads as, and its
+    offending-rows SQL for a dialect and tenant."""
 
     key: str
     name: str
     description: str
-    table: str
     sql: Callable[[_Dialect], str]
 
 
@@ -125,7 +130,7 @@ def _balanced(d: _Dialect) -> str:
     return f"""
 SELECT CAST(transfer_id AS TEXT) AS transfer_id, currency,
        CAST(SUM(amount) AS BIGINT) AS net_minor
-FROM {{batch}}
+FROM ledger_entries
 WHERE tenant_id = {d.tenant}
 GROUP BY transfer_id, currency
 HAVING SUM(amount) <> 0
@@ -135,7 +140,7 @@ ORDER BY transfer_id, currency"""
 def _trial_balance(d: _Dialect) -> str:
     return f"""
 SELECT currency, CAST(SUM(balance) AS BIGINT) AS total_minor, COUNT(*) AS accounts
-FROM {{batch}}
+FROM ledger_accounts
 WHERE tenant_id = {d.tenant}
 GROUP BY currency
 HAVING SUM(balance) <> 0
@@ -146,7 +151,7 @@ def _balances_match_entries(d: _Dialect) -> str:
     return f"""
 SELECT CAST(a.id AS TEXT) AS account_id, a.kind, a.currency, a.balance AS balance_minor,
        CAST(COALESCE(s.total, 0) AS BIGINT) AS entries_minor
-FROM {{batch}} AS a
+FROM ledger_accounts AS a
 LEFT JOIN (
     SELECT account_id, SUM(amount) AS total
     FROM ledger_entries
@@ -163,7 +168,7 @@ def _no_negative_payable(d: _Dialect) -> str:
     return f"""
 SELECT CAST(id AS TEXT) AS account_id, CAST(owner_id AS TEXT) AS specialist_id, currency,
        -balance AS payable_minor
-FROM {{batch}}
+FROM ledger_accounts
 WHERE tenant_id = {d.tenant} AND kind = 'specialist_payable' AND balance > 0
 ORDER BY id"""
 
@@ -171,7 +176,7 @@ ORDER BY id"""
 def _unique_keys(d: _Dialect) -> str:
     return f"""
 SELECT idempotency_key, COUNT(*) AS transfers
-FROM {{batch}}
+FROM ledger_transfers
 WHERE tenant_id = {d.tenant}
 GROUP BY idempotency_key
 HAVING COUNT(*) > 1
@@ -186,7 +191,7 @@ def _no_entry_in_closed_period(d: _Dialect) -> str:
     return f"""
 SELECT e.id AS entry_id, CAST(e.transfer_id AS TEXT) AS transfer_id, e.effective_at,
        e.created_at, p.period, p.closed_at
-FROM {{batch}} AS e
+FROM ledger_entries AS e
 JOIN ledger_closed_periods AS p
   ON p.tenant_id = {d.tenant}
  AND e.effective_at >= p.starts_at AND e.effective_at < p.ends_at
@@ -203,7 +208,7 @@ def _posted_lines_have_transfers(d: _Dialect) -> str:
     return f"""
 SELECT l.id AS line_id, CAST(l.run_id AS TEXT) AS run_id,
        CAST(l.specialist_id AS TEXT) AS specialist_id, l.status, named.value AS transfer_id
-FROM {{batch}} AS l
+FROM payroll_lines AS l
 {d.each_element("l.transfer_ids")}
 LEFT JOIN ledger_transfers AS t
   ON t.tenant_id = {d.tenant} AND {d.id_is("t.id", "named.value")}
@@ -230,7 +235,7 @@ WITH clearing AS (
 )
 SELECT CAST(r.id AS TEXT) AS run_id, r.period, r.attempt, c.currency,
        CAST(-SUM(c.amount) AS BIGINT) AS held_minor
-FROM {{batch}} AS r
+FROM payroll_runs AS r
 JOIN clearing AS c ON {d.id_is("r.id", "c.run_ref")}
 WHERE r.tenant_id = {d.tenant} AND r.status = 'paid'
 GROUP BY r.id, r.period, r.attempt, c.currency
@@ -243,14 +248,12 @@ INVARIANTS: tuple[Invariant, ...] = (
         "transfers_balanced",
         "Every transfer balances in each currency",
         "The entries of each transfer add up to zero in every currency (invariant 1).",
-        "ledger_entries",
         _balanced,
     ),
     Invariant(
         "trial_balance_zero",
         "Trial balance is zero in each currency",
         "The maintained balances of all accounts add up to zero per currency.",
-        "ledger_accounts",
         _trial_balance,
     ),
     Invariant(
@@ -258,7 +261,6 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Every account's balance is the sum of its entries",
         "The maintained balance of each account equals the sum of its entries (invariant 4): "
         "a balance changed by anything but posting shows here.",
-        "ledger_accounts",
         _balances_match_entries,
     ),
     Invariant(
@@ -266,21 +268,18 @@ INVARIANTS: tuple[Invariant, ...] = (
         "No specialist payable is negative",
         "No specialist is owed less than nothing: a payable (credit-normal) never has a debit "
         "balance (invariant 5).",
-        "ledger_accounts",
         _no_negative_payable,
     ),
     Invariant(
         "unique_idempotency_keys",
         "Idempotency keys are unique",
         "No two transfers of the tenant share an idempotency key (invariant 6).",
-        "ledger_transfers",
         _unique_keys,
     ),
     Invariant(
         "no_entry_in_closed_period",
         "No entry was added to a closed period",
         "No entry dated in a closed period was written while it was closed (invariant 8).",
-        "ledger_entries",
         _no_entry_in_closed_period,
     ),
     Invariant(
@@ -288,7 +287,6 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Every posted payroll line has its transfers",
         "Each payroll line whose money moved names at least one transfer, and every transfer it "
         "names exists.",
-        "payroll_lines",
         _posted_lines_have_transfers,
     ),
     Invariant(
@@ -296,14 +294,14 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Payout clearing is empty for paid payroll runs",
         "For every paid payroll run, the transfers of the run (payouts, settlements, reversals) "
         "leave nothing in payout clearing, in any currency.",
-        "payroll_runs",
         _paid_runs_clearing_empty,
     ),
     # Extension point (issue 10, section 3): "over each statement's dates the ledger's bank
     # account moves by exactly the sum of that statement's matched lines, and every unmatched
     # line is an open exception". It needs the bank statement and exception tables
     # (quire/reconciliation/statements.py), which do not exist yet; add one Invariant per
-    # statement rule here, on the statement lines' table, when they do.
+    # statement rule here (its offending-rows SQL, per dialect, scoped to the tenant) when they
+    # do, and bump SUITE_VERSION.
 )
 
 
@@ -313,21 +311,16 @@ def _tenant(tenant_id: uuid.UUID | str) -> uuid.UUID:
 
 
 def invariant_queries(dialect_name: str, tenant_id: uuid.UUID | str) -> dict[str, str]:
-    """Every invariant's offending-rows SQL for one tenant, `{batch}` left for GX."""
+    """Every invariant's offending-rows SQL for one tenant, by key."""
     dialect = _Dialect.of(dialect_name, _tenant(tenant_id))
     return {inv.key: inv.sql(dialect).strip() for inv in INVARIANTS}
 
 
 def check_by_sql(connection: Connection, tenant_id: uuid.UUID | str) -> dict[str, int]:
-    """The same checks without GX, on the caller's connection: each invariant's query run once
-    with `{batch}` read as its table; the number of offending rows per invariant. What the GX
-    suites are measured against (GX runs each query twice, and builds and records its results)."""
+    """The same checks without GX, on the caller's connection: each invariant's query run once;
+    the number of offending rows per invariant. What the GX suites are measured against."""
     queries = invariant_queries(connection.dialect.name, tenant_id)
-    tables = {inv.key: inv.table for inv in INVARIANTS}
-    return {
-        key: len(connection.execute(text(sql.replace("{batch}", tables[key]))).all())
-        for key, sql in queries.items()
-    }
+    return {key: len(connection.execute(text(sql)).all()) for key, sql in queries.items()}
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -404,22 +397,27 @@ def _json_safe(column: str, value: Any) -> Any:
     return str(value)
 
 
-def _outcome(invariant: Invariant, validation: Any) -> ExpectationOutcome:
-    details = validation.result or {}
+def _errors(validation: Any) -> list[str]:
+    """Why GX could not evaluate an expectation (its query failed), if it could not."""
     exception = validation.exception_info or {}
-    # GX reports a failed metric under the metric's id, or flat; either way, one message.
+    # GX reports a failed metric under the metric's id, or flat; either way, its messages.
     raised = [exception] if "raised_exception" in exception else list(exception.values())
-    errors = [str(e.get("exception_message")) for e in raised if e.get("raised_exception")]
-    rows = (details.get("details") or {}).get("unexpected_rows") or []
+    return [str(e.get("exception_message")) for e in raised if e.get("raised_exception")]
+
+
+def _outcome(invariant: Invariant, count: Any, rows: Any | None) -> ExpectationOutcome:
+    """An invariant's outcome from its count validation and, if it failed, its rows one."""
+    errors = _errors(count) + (_errors(rows) if rows is not None else [])
+    found = ((rows.result or {}).get("details") or {}).get("unexpected_rows") if rows else None
     return ExpectationOutcome(
         key=invariant.key,
         name=invariant.name,
         description=invariant.description,
-        success=bool(validation.success) and not errors,
-        count=int(details.get("observed_value") or 0),
+        success=bool(count.success) and not errors,
+        count=int((count.result or {}).get("observed_value") or 0),
         offending=[
             {column: _json_safe(column, value) for column, value in dict(row).items()}
-            for row in rows[:MAX_OFFENDING_ROWS]
+            for row in (found or [])[:MAX_OFFENDING_ROWS]
         ],
         error=errors[0] if errors else None,
     )
@@ -475,9 +473,10 @@ class LedgerSuites:
     """The ledger's invariant suites over one database, ready to validate any of its tenants.
 
     Building this imports GX (seconds, once per process) and makes one ephemeral context with
-    one SQL data source (its own engine, so: committed data only) and one table asset per
-    table the invariants read. `run` can then be called for tenant after tenant; `close`
-    disposes of the engine (its connections to PostgreSQL)."""
+    one SQL data source (its own engine, so: committed data only), one query asset per
+    invariant, and the two tenant-free suites per invariant (its count, its offending rows).
+    `run` can then be called for tenant after tenant; `close` disposes of the engine (its
+    connections to PostgreSQL)."""
 
     def __init__(self, database: DatabaseLike, *, data_docs_dir: Path | None = None) -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -488,12 +487,14 @@ class LedgerSuites:
         with _GX_LOCK:
             self._context = _context(data_docs_dir)
             self._source = self._add_source()
-            self._batches = {
-                table: self._source.add_table_asset(
-                    table, table_name=table
-                ).add_batch_definition_whole_table(table)
-                for table in dict.fromkeys(inv.table for inv in INVARIANTS)
+            self._assets = {
+                inv.key: self._source.add_query_asset(inv.key, query=_NO_ROWS) for inv in INVARIANTS
             }
+            self._counts = self._definitions("", self._count_expectation)
+            self._rows = self._definitions("-offending", self._rows_expectation)
+            self._count_checkpoint = self._context.checkpoints.add(
+                self._checkpoint("", list(self._counts.values()))
+            )
 
     def _add_source(self) -> SQLDatasource:
         connection_string = self.url.render_as_string(hide_password=False)
@@ -505,6 +506,62 @@ class LedgerSuites:
             SUITE_NAME, connection_string=connection_string
         )
 
+    @staticmethod
+    def _count_expectation(invariant: Invariant) -> Expectation:
+        import great_expectations as gx
+
+        return gx.expectations.ExpectTableRowCountToEqual(
+            value=0,
+            description=f"{invariant.name}: no row breaks it",
+            notes=invariant.description,
+            meta={"quire_check": invariant.key},
+            catch_exceptions=True,
+        )
+
+    @staticmethod
+    def _rows_expectation(invariant: Invariant) -> Expectation:
+        import great_expectations as gx
+
+        return gx.expectations.UnexpectedRowsExpectation(
+            unexpected_rows_query=f"SELECT * FROM {{batch}} LIMIT {MAX_OFFENDING_ROWS}",
+            description=f"{invariant.name}: the first rows that break it",
+            notes=invariant.description,
+            meta={"quire_check": invariant.key},
+            catch_exceptions=True,
+        )
+
+    def _definitions(
+        self, suffix: str, expectation: Callable[[Invariant], Expectation]
+    ) -> dict[str, ValidationDefinition]:
+        """Per invariant, a one-expectation suite over its asset and its validation."""
+        import great_expectations as gx
+
+        definitions = {}
+        for invariant in INVARIANTS:
+            name = f"{SUITE_NAME}-v{SUITE_VERSION}-{invariant.key}{suffix}"
+            suite = gx.ExpectationSuite(
+                name=name,
+                expectations=[expectation(invariant)],
+                meta={"quire_suite": SUITE_NAME, "quire_suite_version": SUITE_VERSION},
+            )
+            batch = self._assets[invariant.key].add_batch_definition_whole_table(name)
+            definitions[invariant.key] = self._context.validation_definitions.add(
+                gx.ValidationDefinition(
+                    name=name, data=batch, suite=self._context.suites.add(suite)
+                )
+            )
+        return definitions
+
+    @staticmethod
+    def _checkpoint(suffix: str, definitions: list[ValidationDefinition]) -> Checkpoint:
+        import great_expectations as gx
+
+        return gx.Checkpoint(
+            name=f"{SUITE_NAME}-v{SUITE_VERSION}{suffix}",
+            validation_definitions=definitions,
+            result_format={"result_format": "COMPLETE"},
+        )
+
     @property
     def dialect_name(self) -> str:
         return self.url.get_backend_name()
@@ -512,15 +569,15 @@ class LedgerSuites:
     def run(self, tenant_id: uuid.UUID | str, *, run_name: str | None = None) -> SuiteResult:
         """Validate every invariant for one tenant; write Data Docs if a directory was given.
 
-        Returns success False with each broken invariant and its offending rows rather than
-        raising. `seconds` covers building and running the suites (not GX's import)."""
+        Returns success False with each broken invariant, its count and its first offending rows
+        rather than raising. `seconds` covers the run (not GX's import nor the context)."""
         tenant = _tenant(tenant_id)
         run_name = run_name or f"ledger-{tenant}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
         started = time.perf_counter()
-        dialect = _Dialect.of(self.dialect_name, tenant)
+        queries = invariant_queries(self.dialect_name, tenant)
         with _GX_LOCK:
-            result = self._validate(dialect, run_name)
-        outcomes = self._outcomes(result)
+            counts, rows = self._validate(queries, run_name)
+        outcomes = [_outcome(inv, counts[inv.key], rows.get(inv.key)) for inv in INVARIANTS]
         index = self.data_docs_dir / "index.html" if self.data_docs_dir else None
         return SuiteResult(
             success=all(outcome.success for outcome in outcomes),
@@ -532,62 +589,37 @@ class LedgerSuites:
             seconds=time.perf_counter() - started,
         )
 
-    def _validate(self, dialect: _Dialect, run_name: str) -> CheckpointResult:
-        """One suite per table asset, each expectation one invariant; one checkpoint over them
-        (and, with a Data Docs site, the action that renders this run's results)."""
-        import great_expectations as gx
+    def _validate(
+        self, queries: Mapping[str, str], run_name: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The counts of every invariant, then the rows of the broken ones; Data Docs of both
+        built once. Returns each pass's expectation results by invariant key."""
         from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.data_context import set_context
 
         set_context(self._context)  # another GX user in this process may have replaced it
-        definitions = []
-        for table, batch in self._batches.items():
-            name = f"{SUITE_NAME}-v{SUITE_VERSION}-{table}"
-            suite = gx.ExpectationSuite(
-                name=name, meta={"quire_suite": SUITE_NAME, "quire_suite_version": SUITE_VERSION}
+        for key, sql in queries.items():
+            # A query asset must start with SELECT: the clearing invariant starts with WITH.
+            self._assets[key].query = f"SELECT * FROM ({sql}) AS offending"
+        run_id = RunIdentifier(run_name=run_name)
+        passes = [self._count_checkpoint.run(run_id=run_id)]
+        counts = _by_check(passes[0])
+        broken = [key for key, count in counts.items() if not count.success and not _errors(count)]
+        rows: dict[str, Any] = {}
+        if broken:
+            checkpoint = self._context.checkpoints.add_or_update(
+                self._checkpoint("-offending", [self._rows[key] for key in broken])
             )
-            for invariant in (inv for inv in INVARIANTS if inv.table == table):
-                suite.add_expectation(
-                    gx.expectations.UnexpectedRowsExpectation(
-                        unexpected_rows_query=invariant.sql(dialect),
-                        description=invariant.name,
-                        notes=invariant.description,
-                        meta={"quire_check": invariant.key},
-                        catch_exceptions=True,
-                    )
-                )
-            suite = self._context.suites.add_or_update(suite)
-            definitions.append(
-                self._context.validation_definitions.add_or_update(
-                    gx.ValidationDefinition(name=name, data=batch, suite=suite)
-                )
-            )
-        checkpoint = self._context.checkpoints.add_or_update(
-            gx.Checkpoint(
-                name=f"{SUITE_NAME}-v{SUITE_VERSION}",
-                validation_definitions=definitions,
-                result_format={"result_format": "COMPLETE"},
-            )
-        )
-        result = checkpoint.run(run_id=RunIdentifier(run_name=run_name))
+            passes.append(checkpoint.run(run_id=run_id))
+            rows = _by_check(passes[1])
         if self.data_docs_dir is not None:
             # One build for the run's validation results (and the index), not one per suite
             # as UpdateDataDocsAction does: each build compiles GX's page templates again.
             self._context.build_data_docs(
-                site_names=[SUITE_NAME], resource_identifiers=list(result.run_results)
+                site_names=[SUITE_NAME],
+                resource_identifiers=[key for done in passes for key in done.run_results],
             )
-        return result
-
-    @staticmethod
-    def _outcomes(result: CheckpointResult) -> list[ExpectationOutcome]:
-        """Each invariant's outcome, in the order of INVARIANTS."""
-        by_key: Mapping[str, Invariant] = {inv.key: inv for inv in INVARIANTS}
-        found = {}
-        for suite_result in result.run_results.values():
-            for validation in suite_result.results:
-                key = (validation.expectation_config.meta or {})["quire_check"]
-                found[key] = _outcome(by_key[key], validation)
-        return [found[inv.key] for inv in INVARIANTS]
+        return counts, rows
 
     def close(self) -> None:
         """Dispose of the data source's engine (GX keeps one per data source)."""
@@ -599,6 +631,15 @@ class LedgerSuites:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _by_check(result: CheckpointResult) -> dict[str, Any]:
+    """A checkpoint's expectation results by the invariant each checks."""
+    return {
+        (validation.expectation_config.meta or {})["quire_check"]: validation
+        for suite_result in result.run_results.values()
+        for validation in suite_result.results
+    }
 
 
 def run_ledger_suites(

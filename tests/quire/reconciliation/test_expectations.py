@@ -33,10 +33,10 @@ from sqlalchemy.orm import Session
 
 from ledger import business, chart, periods
 from ledger.models import Account, AccountKind, Entry, Transfer
-from ledger.posting import Leg, TransferSpec, post_batch
 from migrations.upgrade import upgrade
 from quire.db import Database, utcnow
 from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
+from quire.reconciliation import expectations
 from quire.reconciliation.expectations import (
     INVARIANTS,
     LedgerSuites,
@@ -107,9 +107,10 @@ class Ledger:
 
 
 def settle(ledger: Ledger, *, leave_unsettled: int = 0) -> None:
-    """What reconciliation does once the bank has paid a run (until it exists): each posted
-    line's payout moves from clearing to the bank in a transfer tagged with the run, the lines
-    are paid, and so is the run. `leave_unsettled` lines are left in clearing."""
+    """What reconciliation does once the bank has paid a run (quire/reconciliation/runs.py,
+    without a statement to match): each posted line's payout leaves clearing for the bank in a
+    settlement naming the run, the lines are paid, and so is the run. `leave_unsettled` lines
+    stay in clearing."""
     with ledger.session() as session:
         lines = session.scalars(
             select(PayrollLine)
@@ -117,26 +118,27 @@ def settle(ledger: Ledger, *, leave_unsettled: int = 0) -> None:
             .order_by(PayrollLine.id)
         ).all()
         settled = lines[leave_unsettled:]
-        post_batch(session, [_settlement(session, ledger.run_id, line) for line in settled])
+        business.settle_payouts(
+            session,
+            [
+                business.Settlement(
+                    key=f"payroll-settle:{line.id}",
+                    currency=line.payout_currency,
+                    amount_minor=int(line.payout_minor or 0),
+                    reference="bank:test",
+                    metadata={
+                        "payroll_run": str(ledger.run_id),
+                        "end_to_end_id": line.end_to_end_id or "",
+                    },
+                )
+                for line in settled
+            ],
+        )
         for line in settled:
             line.status = LineStatus.PAID
         session.execute(
             update(PayrollRun).where(PayrollRun.id == ledger.run_id).values(status=RunStatus.PAID)
         )
-
-
-def _settlement(session: Session, run_id: uuid.UUID, line: PayrollLine) -> TransferSpec:
-    amount, currency = int(line.payout_minor or 0), line.payout_currency
-    return TransferSpec(
-        kind="payout_settlement",
-        idempotency_key=f"payout-settle:{line.end_to_end_id}",
-        reference=f"payout:{line.end_to_end_id}",
-        legs=[
-            Leg.debit(chart.account(session, K.PAYOUT_CLEARING, currency), amount),
-            Leg.credit(chart.account(session, K.BANK, currency), amount),
-        ],
-        metadata={"payroll_run": str(run_id), "end_to_end_id": line.end_to_end_id},
-    )
 
 
 def clean_ledger(database: Database, *, paid: bool = True) -> Ledger:
@@ -497,7 +499,7 @@ def test_one_call_validates_with_a_context_of_its_own(database: Database, tmp_pa
     assert result.success
     assert result.run_name == "one-off"
     assert result.data_docs_index == docs / "index.html"
-    assert "ledger-invariants-v1-ledger_entries" in result.data_docs_index.read_text()
+    assert "ledger-invariants-v1-transfers_balanced" in result.data_docs_index.read_text()
 
 
 def test_importing_the_module_does_not_load_great_expectations() -> None:
@@ -508,3 +510,19 @@ def test_importing_the_module_does_not_load_great_expectations() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_an_invariant_whose_query_cannot_run_fails_and_says_why(
+    database: Database, suites: LedgerSuites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = clean_ledger(database)
+    written = expectations.invariant_queries
+
+    def one_broken(dialect_name: str, tenant_id: uuid.UUID) -> dict[str, str]:
+        return {**written(dialect_name, tenant_id), "trial_balance_zero": "SELECT * FROM nowhere"}
+
+    monkeypatch.setattr(expectations, "invariant_queries", one_broken)
+    result = suites.run(ledger.tenant_id, run_name="broken-query")
+
+    assert failed(result) == {"trial_balance_zero"}
+    assert "nowhere" in outcome(result, "trial_balance_zero")["error"]
