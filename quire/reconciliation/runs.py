@@ -57,6 +57,7 @@ from quire.reconciliation.models import (
 from quire.tenancy import tenant_of
 
 SETTLING = (MatchRule.END_TO_END, MatchRule.AMOUNT_DATE_NAME, MatchRule.FILE_TOTAL)
+CHUNK = 10_000  # ids per statement
 
 
 def reconcile_statement(
@@ -81,11 +82,15 @@ def reconcile_statement(
     )
     session.add(run)
     session.flush()
-    proposal = matching.propose(bank_frame(session, statement.id), payout_frame(session), settings)
-    settled = _settle(session, run, statement, proposal)
+    bank, payouts = bank_frame(session, statement.id), payout_frame(session)
+    proposal = matching.propose(bank, payouts, settings)
+    payouts = payouts.set_index("payroll_line_id")
+    settled = _settle(session, run, statement, proposal, payouts)
     returned = _return(session, proposal)
-    mark_runs_paid(session, _runs_of(session, proposal), utcnow())
-    raised = _raise_exceptions(session, run, statement, proposal, settings)
+    matched_lines = {i for m in proposal.matches for i in m.payroll_line_ids}
+    mark_runs_paid(session, set(payouts.loc[list(matched_lines), "run_id"]), utcnow())
+    amounts = bank.set_index("bank_line_id")[["amount_minor", "currency"]]
+    raised = _raise_exceptions(session, run, statement, proposal, settings, amounts)
     open_exceptions = _open_exceptions(session)
     run.summary = {
         "bank_lines": statement.line_count,
@@ -184,22 +189,14 @@ def _files_by_run(session: Session, run_ids: set[uuid.UUID]) -> dict[tuple[uuid.
 
 
 def _settle(
-    session: Session, run: Reconciliation, statement: BankStatement, proposal: Proposal
+    session: Session,
+    run: Reconciliation,
+    statement: BankStatement,
+    proposal: Proposal,
+    payouts: pd.DataFrame,
 ) -> int:
     """Settle every payout the bank confirmed (one ledger batch), record every match, and mark
-    the lines (and the runs left with nothing to confirm) paid."""
-    payouts = {
-        line.id: line
-        for line in session.execute(
-            select(
-                PayrollLine.id,
-                PayrollLine.run_id,
-                PayrollLine.payout_currency,
-                PayrollLine.payout_minor,
-                PayrollLine.end_to_end_id,
-            ).where(PayrollLine.id.in_({i for m in proposal.matches for i in m.payroll_line_ids}))
-        )
-    }
+    the lines paid. `payouts` is the payout frame the rules ran on, by payroll line id."""
     settling = [m for m in proposal.matches if m.rule in SETTLING]
     line_ids = [i for m in settling for i in m.payroll_line_ids]
     transfers = business.settle_payouts(
@@ -207,15 +204,17 @@ def _settle(
         [
             business.Settlement(
                 key=f"payroll-settle:{line_id}",
-                currency=payouts[line_id].payout_currency,
-                amount_minor=int(payouts[line_id].payout_minor),
+                currency=line.currency,
+                amount_minor=int(line.payout_minor),
                 reference=f"bank:{statement.statement_id}",
                 metadata={
-                    "payroll_run": str(payouts[line_id].run_id),
-                    "end_to_end_id": payouts[line_id].end_to_end_id or "",
+                    "payroll_run": str(line.run_id),
+                    "end_to_end_id": line.end_to_end_id or "",
                 },
             )
-            for line_id in line_ids
+            for line_id, line in zip(
+                line_ids, payouts.loc[line_ids].itertuples(index=False), strict=True
+            )
         ],
     )
     transfer_of = {line_id: str(t.id) for line_id, t in zip(line_ids, transfers, strict=True)}
@@ -240,21 +239,22 @@ def _settle(
         session.execute(insert(BankMatch.__table__), rows)
     if line_ids:
         now = utcnow()
-        session.execute(
-            update(PayrollLine)
-            .where(PayrollLine.id.in_(line_ids))
-            .values(status=LineStatus.PAID, updated_at=now)
-        )
+        for chunk in chunks(line_ids):
+            session.execute(
+                update(PayrollLine)
+                .where(PayrollLine.id.in_(chunk))
+                .values(status=LineStatus.PAID, updated_at=now)
+            )
         _resolve(session, payroll_line_ids=line_ids)
     _resolve(session, bank_line_ids=[m.bank_line_id for m in proposal.matches])
     return len(line_ids)
 
 
-def _runs_of(session: Session, proposal: Proposal) -> set[uuid.UUID]:
-    line_ids = {i for m in proposal.matches for i in m.payroll_line_ids}
-    if not line_ids:
-        return set()
-    return set(session.scalars(select(PayrollLine.run_id).where(PayrollLine.id.in_(line_ids))))
+def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:
+    """`ids` a statement's worth at a time: drivers cap the parameters of one statement
+    (PostgreSQL 65,535; SQLite 32,766), and a statement of 100,000 lines is ordinary."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def mark_runs_paid(session: Session, run_ids: set[uuid.UUID], now: dt.datetime) -> None:
@@ -298,17 +298,11 @@ def _raise_exceptions(
     statement: BankStatement,
     proposal: Proposal,
     settings: MatchSettings,
+    amounts: pd.DataFrame,
 ) -> int:
     """An open exception for each bank line no rule explained, and for each payout due by the
-    statement's closing date (less the window) that no bank line has confirmed."""
-    bank_amounts = {
-        row.id: (row.amount_minor, row.currency)
-        for row in session.execute(
-            select(BankLine.id, BankLine.amount_minor, BankLine.currency).where(
-                BankLine.id.in_([u.bank_line_id for u in proposal.unmatched])
-            )
-        )
-    }
+    statement's closing date (less the window) that no bank line has confirmed. `amounts`: the
+    bank frame's amount and currency by bank line id."""
     already = _open_items(session)
     now = utcnow()
     rows = [
@@ -319,8 +313,8 @@ def _raise_exceptions(
             "bank_line_id": item.bank_line_id,
             "payroll_line_id": None,
             "reason": item.reason,
-            "amount_minor": bank_amounts[item.bank_line_id][0],
-            "currency": bank_amounts[item.bank_line_id][1],
+            "amount_minor": int(amounts.at[item.bank_line_id, "amount_minor"]),
+            "currency": str(amounts.at[item.bank_line_id, "currency"]),
             "status": ExceptionStatus.OPEN.value,
             "created_at": now,
         }
@@ -381,10 +375,10 @@ def _resolve(
         (ReconciliationException.bank_line_id, list(bank_line_ids)),
         (ReconciliationException.payroll_line_id, list(payroll_line_ids)),
     ):
-        if ids:
+        for chunk in chunks(ids):
             session.execute(
                 update(ReconciliationException)
-                .where(column.in_(ids), ReconciliationException.status == ExceptionStatus.OPEN)
+                .where(column.in_(chunk), ReconciliationException.status == ExceptionStatus.OPEN)
                 .values(
                     status=ExceptionStatus.RESOLVED,
                     resolution="matched by a later reconciliation",
