@@ -51,6 +51,9 @@ from tests.support.world import (
     publish_order,
 )
 
+# Lockouts and rate limits belong to no tenant: each test counts them in a database of its own.
+pytestmark = pytest.mark.own_database
+
 REFRESH_COOKIE = "quire_refresh"
 # A rate-limit window this long: no attempt leaves it during a test, so counts never drop
 # halfway through one.

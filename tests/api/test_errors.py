@@ -54,7 +54,6 @@ async def test_client(settings: Settings, database) -> AsyncIterator[httpx.Async
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://quire.test") as c:
             yield c
-    await database.async_dispose()
 
 
 def request_records(caplog: pytest.LogCaptureFixture, request_id: str) -> list[logging.LogRecord]:

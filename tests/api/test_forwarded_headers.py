@@ -17,6 +17,10 @@ import pytest
 from deployments import cli
 from quire.settings import Settings
 
+# The per-IP limit belongs to no tenant, and every request here comes from 127.0.0.1: each test
+# counts in a database of its own.
+pytestmark = pytest.mark.own_database
+
 LIMITED = {"QUIRE_LOGIN_LIMIT_PER_IP": "2", "QUIRE_RATE_WINDOW": str(10**9)}
 
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 from sqlalchemy import select
 
+from api.deps import token_config
 from quire.payroll import files, runs
 from quire.payroll.models import PayrollLine, RunStatus
 from quire.payroll.payout_files import validate
 from tests.quire.payroll.support import PayrollWorld, build_payroll_world, this_period
 from tests.quire.payroll.test_runs import approve_and_post, open_and_compute
-from tests.support.world import World, login, login_all
+from tests.support.world import World, login, sign_in_all, unique_slug
 
 # Refused by the schema, the roles or the bank rules before any SQL runs: the database makes no
 # difference, so these run on SQLite only (the PostgreSQL paths are the hostile-input tests).
@@ -23,9 +23,9 @@ ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-async def pw(database, client: httpx.AsyncClient, settings) -> PayrollWorld:
-    payroll_world = build_payroll_world(database, "acme")
-    await login_all(client, payroll_world.world)
+def pw(database, settings) -> PayrollWorld:
+    payroll_world = build_payroll_world(database, unique_slug("acme"))
+    sign_in_all(payroll_world.world, token_config(settings))
     return payroll_world
 
 

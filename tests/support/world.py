@@ -1,4 +1,5 @@
-"""A ready-made tenant: one user per role, helpers to log in and to publish orders."""
+"""A ready-made tenant: one user per role, helpers to log in (or be handed a token) and to publish
+orders."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from quire.auth import access_tokens
+from quire.auth.access_tokens import AccessClaims, TokenConfig
 from quire.db import Database, utcnow
 from quire.people import service as people
 from quire.people.actor import Actor
@@ -119,3 +122,18 @@ async def publish_order(
     response = await client.post("/orders", json=order_body(**overrides), headers=manager.auth)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def unique_slug(stem: str) -> str:
+    """A tenant slug nobody has used yet (`acme-1f2e3d4c`): tests sharing a database each get
+    their own tenant, and what is keyed by slug (lockouts, per-user limits) stays theirs."""
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def sign_in_all(world: World, tokens: TokenConfig) -> World:
+    """Give everyone the access token `POST /auth/login` issues (same claims, same signing key)
+    without the round trips: logging in is tests/api/test_auth.py's subject, not every test's."""
+    for person in world.people.values():
+        claims = AccessClaims(person.id, person.tenant_id, frozenset(person.roles))
+        person.token = access_tokens.issue(tokens, claims)
+    return world
