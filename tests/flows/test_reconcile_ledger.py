@@ -16,7 +16,7 @@ from quire.payroll.models import PayrollRun, RunStatus
 from quire.reconciliation.models import Reconciliation, ReconciliationStatus
 from quire.settings import get_settings
 from tests.flows.mailbox import Mailbox
-from tests.quire.reconciliation.support import lines_of, paid_by_id, posted_run, statement
+from tests.quire.reconciliation.payroll_cast import lines_of, paid_by_id, posted_run, statement
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
 from quire.reconciliation import exceptions
 from quire.reconciliation.models import ExceptionStatus, ReconciliationException
 from tests.quire.payroll.test_runs import finance
-from tests.quire.reconciliation.support import (
+from tests.quire.reconciliation.payroll_cast import (
     lines_of,
     paid_by_id,
     posted_run,

@@ -12,7 +12,7 @@ from ledger.posting import Leg, TransferSpec, post
 from quire.errors import Conflict, Forbidden
 from quire.reconciliation import service
 from tests.quire.payroll.test_runs import finance
-from tests.quire.reconciliation.support import (
+from tests.quire.reconciliation.payroll_cast import (
     lines_of,
     paid_by_id,
     posted_run,

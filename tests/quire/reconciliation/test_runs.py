@@ -18,7 +18,7 @@ from quire.reconciliation.models import (
     ReconciliationException,
     ReconciliationStatus,
 )
-from tests.quire.reconciliation.support import (
+from tests.quire.reconciliation.payroll_cast import (
     balance,
     lines_of,
     paid_by_id,
