@@ -138,6 +138,7 @@ def bank_frame(session: Session, statement_id: uuid.UUID) -> pd.DataFrame:
 def payout_frame(session: Session) -> pd.DataFrame:
     """Every posted payout line the bank has not confirmed yet, with its run's payout date, its
     payee's name and the payout file it was written to."""
+    payee = PayrollLine.payee
     rows = session.execute(
         select(
             PayrollLine.id,
@@ -146,7 +147,9 @@ def payout_frame(session: Session) -> pd.DataFrame:
             PayrollLine.payout_currency,
             PayrollLine.payout_minor,
             PayrollRun.payout_date,
-            PayrollLine.payee,
+            payee["creditor_name"].as_string(),
+            payee["scheme"].as_string(),
+            payee["country"].as_string(),
         )
         .join(PayrollRun, PayrollRun.id == PayrollLine.run_id)
         .where(PayrollLine.status == LineStatus.POSTED)
@@ -160,15 +163,16 @@ def payout_frame(session: Session) -> pd.DataFrame:
             "currency",
             "payout_minor",
             "payout_date",
-            "payee",
+            "creditor_name",
+            "scheme",
+            "country",
         ],
     )
-    payees = [payee or {} for payee in frame.pop("payee")]
-    frame["creditor_name"] = [payee.get("creditor_name") for payee in payees]
-    sepa = [
-        currency == "EUR" and p.get("scheme") == "iban" and p.get("country") in SEPA_COUNTRIES
-        for currency, p in zip(frame["currency"], payees, strict=True)
-    ]
+    sepa = (
+        (frame["currency"] == "EUR")
+        & (frame["scheme"] == "iban")
+        & frame["country"].isin(SEPA_COUNTRIES)
+    )
     files = _files_by_run(session, set(frame["run_id"]))
     frame["file_id"] = [
         files.get((run_id, FORMAT_SEPA if is_sepa else FORMAT_ISO20022))
