@@ -4,9 +4,9 @@ Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-02 14:52:50.119485
 
-A statement is stored once per tenant (by the bank's id for its account, and by the file's
-sha256); a bank line has at most one live match and at most one open exception, and a payout
-line at most one open exception: partial unique indexes on both engines.
+A statement is stored once per tenant (by the bank's id for its account; the file's sha256
+finds a re-upload); a bank line has at most one live match and at most one open exception,
+and a payout line at most one open exception: partial unique indexes on both engines.
 """
 
 from collections.abc import Sequence
@@ -53,13 +53,13 @@ def upgrade() -> None:
             "statement_id",
             name=op.f("uq_bank_statements_tenant_id_account_statement_id"),
         ),
-        sa.UniqueConstraint(
-            "tenant_id", "sha256", name=op.f("uq_bank_statements_tenant_id_sha256")
-        ),
     )
     with op.batch_alter_table("bank_statements", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_bank_statements_tenant_id"), ["tenant_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_bank_statements_tenant_sha256", ["tenant_id", "sha256"], unique=False
         )
 
     op.create_table(
@@ -352,6 +352,7 @@ def downgrade() -> None:
 
     op.drop_table("bank_lines")
     with op.batch_alter_table("bank_statements", schema=None) as batch_op:
+        batch_op.drop_index("ix_bank_statements_tenant_sha256")
         batch_op.drop_index(batch_op.f("ix_bank_statements_tenant_id"))
 
     op.drop_table("bank_statements")

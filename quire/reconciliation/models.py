@@ -1,10 +1,10 @@
 """Reconciliation's tables: the bank's statements and their lines as the bank sent them, each
 reconciliation run, the matches it made (or finance made by hand) and the exceptions it raised.
 
-A statement is stored once per tenant: by the bank's statement id for its account, and by the
-sha256 of the file (a re-upload of the same bytes, or the same statement in another file, is
-the same statement). Its lines are facts and never change; what reconciliation concluded about
-a line is its match (at most one live match per bank line, a partial unique index) or its open
+A statement is stored once per tenant, by the bank's statement id for its account; the sha256
+of the file it came in finds a re-upload of the same bytes (a file may hold several
+statements). Its lines are facts and never change; what reconciliation concluded about a line
+is its match (at most one live match per bank line, a partial unique index) or its open
 exception. Amounts are signed integers in minor units: credits (money in) positive, debits
 (money out) negative, as on the statement.
 """
@@ -40,7 +40,8 @@ class BankStatement(TenantScoped, Base):
     __tablename__ = "bank_statements"
     __table_args__ = (
         UniqueConstraint("tenant_id", "account", "statement_id"),
-        UniqueConstraint("tenant_id", "sha256"),
+        # One file may hold several statements: the file's digest finds them all again.
+        Index("ix_bank_statements_tenant_sha256", "tenant_id", "sha256"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

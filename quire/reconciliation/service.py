@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ledger import periods as ledger_periods
 from ledger.models import ClosedPeriod
 from quire.audit.service import record
-from quire.db import Database
-from quire.errors import Conflict, NotFound
+from quire.db import Database, utcnow
+from quire.errors import Conflict, Invalid, NotFound
 from quire.payroll import periods
 from quire.payroll.models import PayrollProfile
 from quire.people.actor import Actor
 from quire.people.models import Role, Tenant, User
+from quire.reconciliation.bank_lines import BankLine as ParsedLine
+from quire.reconciliation.bank_lines import Statement
+from quire.reconciliation.models import BankLine as BankLineRow
 from quire.reconciliation.models import (
     BankStatement,
     ExceptionStatus,
@@ -25,7 +29,8 @@ from quire.reconciliation.models import (
     ReconciliationException,
     ReconciliationStatus,
 )
-from quire.tenancy import ALL_TENANTS
+from quire.reconciliation.statements import parse_statements
+from quire.tenancy import ALL_TENANTS, tenant_of
 
 
 def get_reconciliation(session: Session, reconciliation_id: uuid.UUID) -> Reconciliation:
@@ -131,3 +136,137 @@ def reopen_period(session: Session, actor: Actor, period: str, reason: str) -> C
 def _month_before(period: str) -> str:
     year, month = periods.parse(period)
     return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
+
+
+MAX_STATEMENT_BYTES = 20 * 1024 * 1024
+
+
+def import_statements(
+    session: Session, actor: Actor, file_name: str, content: bytes
+) -> list[BankStatement]:
+    """Store the statements of one uploaded file (finance), once.
+
+    The same bytes again return the statements stored from them; a statement already stored
+    from another file (same account and statement id) is returned, not stored twice. A file
+    that does not parse, does not balance, or is for an account that is not the tenant's
+    payroll account is refused whole (422) and nothing is stored."""
+    actor.require(Role.FINANCE)
+    if len(content) > MAX_STATEMENT_BYTES:
+        raise Invalid(
+            f"the file is larger than {MAX_STATEMENT_BYTES // (1024 * 1024)} MiB",
+            code="statement_too_large",
+        )
+    digest = hashlib.sha256(content).hexdigest()
+    stored = list(
+        session.scalars(
+            select(BankStatement).where(BankStatement.sha256 == digest).order_by(BankStatement.id)
+        )
+    )
+    if stored:
+        return stored
+    parsed = parse_statements(content)
+    profile = session.scalar(select(PayrollProfile))
+    ours = {profile.debtor_iban.replace(" ", "").upper()} if profile else set()
+    for index, statement in enumerate(parsed):
+        account = (statement.account_iban or statement.account_id or "").replace(" ", "").upper()
+        if account not in ours:
+            raise Invalid(
+                f"statement {statement.statement_id} is for account {account or '(none)'}, which "
+                "is not this tenant's payroll account",
+                code="statement_wrong_account",
+                errors=[
+                    {
+                        "loc": ["body", "file", index, "account"],
+                        "msg": "not the tenant's account",
+                        "type": "statement_wrong_account",
+                    }
+                ],
+            )
+    result = []
+    for statement in parsed:
+        account = (statement.account_iban or statement.account_id or "").replace(" ", "").upper()
+        existing = session.scalar(
+            select(BankStatement).where(
+                BankStatement.account == account,
+                BankStatement.statement_id == statement.statement_id[:35],
+            )
+        )
+        result.append(existing or _store(session, actor, file_name, digest, account, statement))
+    return result
+
+
+def _store(
+    session: Session,
+    actor: Actor,
+    file_name: str,
+    digest: str,
+    account: str,
+    statement: Statement,
+) -> BankStatement:
+    """One statement and its booked lines (a pending or zero entry moves no money)."""
+    lines = [line for line in statement.lines if line.booked and line.amount_minor]
+    row = BankStatement(
+        tenant_id=tenant_of(session),
+        statement_id=statement.statement_id[:35],
+        account=account,
+        currency=statement.currency,
+        format=statement.format,
+        file_name=file_name[:200] or "statement",
+        sha256=digest,
+        opening_minor=statement.opening_balance.amount_minor,
+        opening_date=statement.opening_balance.date,
+        closing_minor=statement.closing_balance.amount_minor,
+        closing_date=statement.closing_balance.date,
+        created_by_bank_at=statement.created_at,
+        line_count=len(lines),
+        uploaded_by=actor.user_id,
+        uploaded_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    if lines:
+        session.execute(
+            insert(BankLineRow.__table__),
+            [_line_row(row, position, line) for position, line in enumerate(lines, 1)],
+        )
+    record(
+        session,
+        actor,
+        "bank_statement.imported",
+        "bank_statement",
+        row.id,
+        after={
+            "statement": row.statement_id,
+            "account": row.account,
+            "lines": row.line_count,
+            "sha256": digest,
+        },
+    )
+    return row
+
+
+def _line_row(statement: BankStatement, position: int, line: ParsedLine) -> dict[str, Any]:
+    booked = line.booking_date or line.value_date or statement.closing_date
+    return {
+        "tenant_id": statement.tenant_id,
+        "statement_id": statement.id,
+        "position": position,
+        "booking_date": booked,
+        "value_date": line.value_date or booked,
+        "amount_minor": line.signed_amount_minor,
+        "currency": line.currency,
+        "end_to_end_id": _cut(line.end_to_end_id, 35),
+        "bank_reference": _cut(line.account_servicer_reference, 64),
+        "customer_reference": _cut(line.customer_reference, 64),
+        "counterparty_name": _cut(line.counterparty_name, 140),
+        "counterparty_account": _cut(line.counterparty_account, 64),
+        "remittance": line.remittance_information,
+        "transaction_code": _cut(line.bank_code.text, 64),
+        "returned": line.is_return or line.is_reversal,
+        "return_reason": _cut(line.return_info.reason_code, 64),
+        "raw_reference": _cut(line.entry_reference, 140),
+    }
+
+
+def _cut(value: str | None, length: int) -> str | None:
+    return value[:length] if value else None
