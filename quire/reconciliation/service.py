@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -19,10 +20,12 @@ from quire.payroll import periods
 from quire.payroll.models import PayrollProfile
 from quire.people.actor import Actor
 from quire.people.models import Role, Tenant, User
+from quire.reconciliation import exceptions
 from quire.reconciliation.bank_lines import BankLine as ParsedLine
 from quire.reconciliation.bank_lines import Statement
 from quire.reconciliation.models import BankLine as BankLineRow
 from quire.reconciliation.models import (
+    BankMatch,
     BankStatement,
     ExceptionStatus,
     Reconciliation,
@@ -92,6 +95,11 @@ def tenants_with_statements(database: Database) -> list[tuple[uuid.UUID, str]]:
 
 
 def close_period(session: Session, actor: Actor, period: str) -> ClosedPeriod:
+    actor.require(Role.FINANCE)
+    return _close_period(session, actor, period)
+
+
+def _close_period(session: Session, actor: Actor, period: str) -> ClosedPeriod:
     """Close `period` (finance) once its reconciliation is clean: the latest reconciliation
     over it passed every suite and nothing waits in the exception queue. The period's bounds
     are the tenant's months (its payroll profile's time zone, else UTC); from then on the
@@ -270,3 +278,69 @@ def _line_row(statement: BankStatement, position: int, line: ParsedLine) -> dict
 
 def _cut(value: str | None, length: int) -> str | None:
     return value[:length] if value else None
+
+
+MAX_PAGE = 200
+
+
+def list_reconciliations(session: Session, actor: Actor, limit: int) -> list[Reconciliation]:
+    actor.require(Role.FINANCE)
+    return list(
+        session.scalars(
+            select(Reconciliation).order_by(Reconciliation.started_at.desc()).limit(limit)
+        )
+    )
+
+
+def read_reconciliation(
+    session: Session, actor: Actor, reconciliation_id: uuid.UUID
+) -> Reconciliation:
+    actor.require(Role.FINANCE)
+    return get_reconciliation(session, reconciliation_id)
+
+
+def list_exceptions(
+    session: Session, actor: Actor, reconciliation_id: uuid.UUID, status: str | None
+) -> list[ReconciliationException]:
+    """The queue of one reconciliation (its exceptions, open or resolved)."""
+    read_reconciliation(session, actor, reconciliation_id)
+    return exceptions.list_exceptions(session, reconciliation_id, status=status)
+
+
+def _exception_of(
+    session: Session, reconciliation_id: uuid.UUID, exception_id: int
+) -> ReconciliationException:
+    found = session.get(ReconciliationException, exception_id)
+    if found is None or found.reconciliation_id != reconciliation_id:
+        raise NotFound(
+            f"reconciliation {reconciliation_id} has no exception {exception_id}",
+            code="exception_not_found",
+        )
+    return found
+
+
+def match_exception(
+    session: Session,
+    actor: Actor,
+    reconciliation_id: uuid.UUID,
+    exception_id: int,
+    payroll_line_id: int,
+    reason: str,
+    limit: Decimal,
+) -> BankMatch:
+    actor.require(Role.FINANCE)
+    _exception_of(session, reconciliation_id, exception_id)
+    return exceptions.match_by_hand(session, actor, exception_id, payroll_line_id, reason, limit)
+
+
+def write_off_exception(
+    session: Session,
+    actor: Actor,
+    reconciliation_id: uuid.UUID,
+    exception_id: int,
+    reason: str,
+    limit: Decimal,
+) -> BankMatch:
+    actor.require(Role.FINANCE)
+    _exception_of(session, reconciliation_id, exception_id)
+    return exceptions.write_off(session, actor, exception_id, reason, limit)

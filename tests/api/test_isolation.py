@@ -42,6 +42,17 @@ UNCOVERED_ENDPOINTS = {
     ("POST", "/payroll-runs"),
     ("GET", "/payroll-runs/{run_id}/files/{name}"),
     ("GET", "/payroll-runs/{run_id}/data-docs/{path:path}"),
+    # A multipart upload, and a period (the same in every tenant): their roles and isolation
+    # are tests/api/test_reconciliation.py's, as are the reconciliation's own ids (staged there
+    # from a posted payroll and a statement).
+    ("POST", "/bank-statements"),
+    ("POST", "/ledger/periods/{period}/close"),
+    ("POST", "/ledger/periods/{period}/reopen"),
+    ("GET", "/reconciliations/{reconciliation_id}"),
+    ("GET", "/reconciliations/{reconciliation_id}/exceptions"),
+    ("POST", "/reconciliations/{reconciliation_id}/exceptions/{exception_id}/match"),
+    ("POST", "/reconciliations/{reconciliation_id}/exceptions/{exception_id}/write-off"),
+    ("GET", "/reconciliations/{reconciliation_id}/data-docs/{path:path}"),
 }
 
 
@@ -268,6 +279,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/payslips/{invoice_id}", FINANCE, {"invoice_id": "payslip"}),
     # Payroll runs are finance's alone.
     Endpoint("GET", "/payroll-runs", ("finance",)),
+    Endpoint("GET", "/reconciliations", ("finance",)),
     Endpoint("GET", "/payroll-runs/{run_id}", ("finance",), RUN),
     Endpoint("GET", "/payroll-runs/{run_id}/lines", ("finance",), RUN),
     Endpoint("POST", "/payroll-runs/{run_id}/approval", ("finance",), RUN, approval),
