@@ -8,6 +8,7 @@ and sees committed rows only). A failed suite or an open exception emits the Pre
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -42,6 +43,22 @@ class Outcome(BaseModel):
     suites_passed: bool | None = None
     data_docs_index: str | None = None
     alarm: str | None = None  # why quire.reconciliation.failed was emitted, if it was
+
+
+@task(name="Import the statement file", cache_policy=NO_CACHE)
+def import_statement_file(tenant: str, path: str) -> list[uuid.UUID]:
+    """A camt.053 or MT940 file ops named in the deployment's form, stored once (as an upload
+    would be; a file already imported answers what it stored)."""
+    tenant_id = tenant_id_of(tenant)
+    file = Path(path)
+    with (
+        correlated(this_flow_run()),
+        flow_database().session(tenant_id, write=True) as session,
+    ):
+        stored = service.import_statements(
+            session, Actor.system(tenant_id), file.name, file.read_bytes()
+        )
+        return [statement.id for statement in stored]
 
 
 @task(name="Find the statements to reconcile", cache_policy=NO_CACHE)

@@ -85,3 +85,20 @@ def test_notify_finance_mails_the_tenants_finance_users(posted, monkeypatch):
     assert f"finance2@{pw.world.slug}.test" in sent
     assert "reconciliation 2026-11" in message["Subject"]
     assert "1 exception(s) wait" in message.get_payload()
+
+
+def test_ops_name_a_statement_file_in_the_form_and_it_is_imported_then_reconciled(posted, flow_env):
+    from sqlalchemy import update
+
+    from quire.payroll.models import PayrollProfile
+    from tests.quire.reconciliation.statement_samples import DATA
+
+    pw, _ = posted
+    with flow_env.session(pw.tenant_id, write=True) as session:
+        session.execute(update(PayrollProfile).values(debtor_iban="DE89370400440532013000"))
+    path = DATA / "camt053_v02_returned_payout.xml"
+    [done] = reconcile_ledger(tenant=pw.world.slug, statement_path=str(path)).reconciliations
+    assert done.statement == "STMT-V02-2026-12-01"
+    assert done.open_exceptions >= 1  # its lines pay nothing of this world's payroll
+    again = reconcile_ledger(tenant=pw.world.slug, statement_path=str(path)).reconciliations
+    assert [o.statement for o in again] == ["STMT-V02-2026-12-01"]  # the same statement
