@@ -4,11 +4,15 @@ would check it against and against the sums an XSD cannot check."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
+import gc
 import hashlib
 import io
+import statistics
+import time
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -16,15 +20,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from sepaxml.validation import try_valid_xml
+from text_unidecode import unidecode
+from xsdata.formats.dataclass.serializers import XmlSerializer
+from xsdata.formats.dataclass.serializers.config import SerializerConfig
 
 from quire.errors import Invalid
+from quire.payroll import payout_files
 from quire.payroll.payout_files import (
     CSV_HEADER,
     FORMAT_CSV,
     FORMAT_ISO20022,
     FORMAT_SEPA,
+    NAME_LENGTH,
     NAMESPACES,
+    REMITTANCE_LENGTH,
     SCHEMAS_DIR,
+    SEPA_NAME_LENGTH,
     Debtor,
     Payment,
     PayoutFile,
@@ -648,3 +660,254 @@ def test_a_malformed_summary_fails_validation() -> None:
     good_header = ",".join(CSV_HEADER).encode() + b"\r\n"
     with pytest.raises(Invalid, match="line 2 has 2 fields"):
         validate(good_header + b"a,b\r\n", FORMAT_CSV)
+
+
+# -- the fast paths write what the libraries write --------------------------------------------
+#
+# `iso20022_credit_transfer` has xsdata serialise one transaction per shape and fills in each
+# payment's values; `sepa_credit_transfer` exports with sepaxml's validation off and validates the
+# bytes with libxml2 instead. These tests hold both to the slow paths they replaced.
+
+
+def xsdata_file(payments: list[Payment]) -> bytes:
+    """The pain.001.001.09 file as xsdata writes it when it serialises every transaction itself
+    (what `iso20022_credit_transfer` did before it used shapes)."""
+    checked = payout_files._check_payments(payments, payout_files.NAME_LENGTH)
+    blocks: dict[str, list[payout_files._Checked]] = {}
+    for item in checked:
+        blocks.setdefault(item.payment.currency, []).append(item)
+    header = payout_files._Header(
+        message_id=XCT_MSG,
+        execution_date=PAYOUT_DATE,
+        created=CREATED,
+        debtor=payout_files._check_debtor(DEBTOR, payout_files.NAME_LENGTH),
+    )
+    document = payout_files._iso_document(
+        header,
+        {currency: blocks[currency] for currency in sorted(blocks)},
+        lambda items: [payout_files._transaction(item) for item in items],
+    )
+    serializer = XmlSerializer(config=SerializerConfig(encoding="UTF-8", indent="  "))
+    text = serializer.render(document, ns_map={None: NAMESPACES[FORMAT_ISO20022]})
+    return text.encode("utf-8")
+
+
+# Every shape a transaction takes: IBAN with and without BIC (in and outside SEPA), local accounts
+# with and without BIC, with a clearing system code (US, JP) and without (BR), and names and texts
+# that transliterate or would need escaping.
+SHAPES = [
+    *OTHER_PAYMENTS,
+    eur("Q-EUR-IBAN", 5),
+    eur("Q-EUR-BIC", 123_456, iban="NL91ABNA0417164300", bic="ABNANL2A", country="NL"),
+    dataclasses.replace(
+        US_LOCAL,
+        end_to_end_id="Q-BR",
+        country="BR",
+        bank_code="00100",
+        account_number="12345-6",
+        currency="BRL",
+        creditor_name="João & Filhos <Ltda>",
+        remittance="Pagamento {nov} & mais",
+    ),
+    dataclasses.replace(
+        US_LOCAL, end_to_end_id="Q-CLF", currency="CLF", country="CL", bank_code="0012"
+    ),
+]
+
+
+def test_the_pain_001_001_09_file_is_what_xsdata_writes_for_every_shape() -> None:
+    made = other_file(SHAPES)
+    assert made.content == xsdata_file(SHAPES)
+    validate(made.content, FORMAT_ISO20022)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    picks=st.lists(
+        st.tuples(st.sampled_from(SHAPES), st.integers(min_value=1, max_value=10**13)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_any_mix_of_shapes_is_written_as_xsdata_writes_it(
+    picks: list[tuple[Payment, int]],
+) -> None:
+    payments = [
+        dataclasses.replace(shape, end_to_end_id=f"Q-{index}", amount_minor=amount)
+        for index, (shape, amount) in enumerate(picks)
+    ]
+    assert other_file(payments).content == xsdata_file(payments)
+
+
+def test_a_sepa_file_passes_sepaxmls_own_validation() -> None:
+    """`export(validate=False)` skips sepaxml's xmlschema pass, not what it would have found."""
+    made = sepa_file()
+    try_valid_xml(made.content, FORMAT_SEPA)  # raises sepaxml's ValidationError otherwise
+    assert made.content.startswith(b'<?xml version="1.0" encoding="UTF-8"?><Document')
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(min_size=1, max_size=200))
+def test_sepaxmls_cleaning_would_change_nothing_it_is_given(text: str) -> None:
+    """sepaxml's `clean` (unidecode, cut to 70 and 140) is off: on `latin_text` it is a no-op."""
+    for limit in (SEPA_NAME_LENGTH, REMITTANCE_LENGTH):
+        latin = latin_text(text, limit)
+        assert unidecode(latin)[:limit] == latin
+
+
+def test_text_unidecode_leaves_ascii_alone() -> None:
+    """`latin_text` skips text_unidecode for ASCII text, which it maps to itself."""
+    ascii_characters = "".join(map(chr, range(128)))
+    assert unidecode(ascii_characters) == ascii_characters
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    amount_minor=st.integers(min_value=-(10**15), max_value=10**15),
+    currency=st.sampled_from(["JPY", "USD", "KWD", "CLF", "EUR"]),
+)
+def test_decimal_text_is_the_decimal_xsdata_writes(amount_minor: int, currency: str) -> None:
+    places = {"JPY": 0, "USD": 2, "KWD": 3, "CLF": 4, "EUR": 2}[currency]
+    expected = f"{Decimal(amount_minor).scaleb(-places):f}"
+    assert payout_files._decimal_text(amount_minor, currency) == expected
+
+
+def test_an_iban_elsewhere_in_a_transaction_is_not_its_creditor_account(
+    other: PayoutFile,
+) -> None:
+    """The checks read each element at its place: an IBAN of the creditor's agent (CdtrAgtAcct)
+    does not make up for a missing creditor account."""
+
+    def account_to_agent(root: etree._Element) -> None:
+        kuwait = next(
+            t
+            for t in finder(FORMAT_ISO20022)(root, ".//p:CdtTrfTxInf")
+            if text(t, "p:PmtId/p:EndToEndId", FORMAT_ISO20022) == "Q202611-0104"
+        )
+        account = first(kuwait, FORMAT_ISO20022, "p:CdtrAcct")
+        account.tag = f"{{{NAMESPACES[FORMAT_ISO20022]}}}CdtrAgtAcct"
+        first(kuwait, FORMAT_ISO20022, "p:CdtrAgt").addnext(account)
+
+    content = tampered(other.content, FORMAT_ISO20022, account_to_agent)
+    official_schema(FORMAT_ISO20022).assertValid(parse(content))  # only our rule refuses it
+    with pytest.raises(Invalid, match="Q202611-0104 has no creditor account"):
+        validate(content, FORMAT_ISO20022)
+
+
+def test_the_summary_is_the_same_whether_or_not_the_files_checked_its_payments(
+    sepa: PayoutFile, other: PayoutFile
+) -> None:
+    """The summary reuses the files' checks for the very payments they checked; equal copies
+    are checked again, and give the same rows."""
+    long_name = "Zoë " + "Müller-Łukasz " * 8  # cut at 70 in the SEPA file, at 140 here
+    sepa_payments = [*SEPA_PAYMENTS, eur("Q202611-0004", 10, creditor_name=long_name)]
+    sepa_made = sepa_file(sepa_payments)
+    payments = sepa_payments + OTHER_PAYMENTS
+    reused = summary_csv(payments, name="s.csv", files=[sepa_made, other])
+    copies = [dataclasses.replace(payment) for payment in payments]
+    assert summary_csv(copies, name="s.csv", files=[sepa_made, other]).content == reused.content
+    row = next(
+        r for r in csv.reader(io.StringIO(reused.content.decode())) if r[0] == "Q202611-0004"
+    )
+    assert row[1] == latin_text(long_name, NAME_LENGTH)
+    assert len(row[1]) > SEPA_NAME_LENGTH
+
+
+def test_a_value_is_escaped_as_lxml_escapes_element_text() -> None:
+    """No checked value needs escaping; one that did would be written as lxml writes it."""
+    value = "a&b<c>d\re'f\"g"
+    node = etree.Element("x")
+    node.text = value
+    assert etree.tostring(node, encoding=str) == f"<x>{payout_files._escaped(value)}</x>"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_building_a_file_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        sepa_file()
+        assert gc.isenabled() is enabled
+        with pytest.raises(Invalid):
+            other_file([])
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+# -- the micro-benchmark (not a test: timings on a shared machine are not a verdict) -------------
+
+
+def benchmark_payments(per_currency: int = 10_000) -> list[Payment]:
+    """Payments as bench/payroll.py seeds them: EUR to German IBANs (schwifty's check digits,
+    Commerzbank's national check digit), USD to US accounts at a checksummed ABA routing number,
+    JPY to Zengin accounts; one name in seven needs transliterating."""
+    from schwifty import IBAN
+
+    ibans: list[str] = []
+    account = 0
+    while len(ibans) < per_currency:
+        account += 1
+        iban = IBAN.generate("DE", bank_code="37040044", account_code=f"{account:010d}")
+        with contextlib.suppress(Invalid):
+            ibans.append(payout_files._iban(str(iban), "benchmark"))
+    payments = []
+    for index in range(3 * per_currency):
+        currency = ("EUR", "USD", "JPY")[index % 3]
+        name = f"Specialist {index:05d}" if index % 7 else f"Zoë Müller-Łukasz {index}"
+        amount = (index * 7919) % 5_000_000 + 1
+        base = dataclasses.replace(
+            US_LOCAL, end_to_end_id=f"QP202611A1L{index + 1:06d}", creditor_name=name
+        )
+        if currency == "EUR":
+            iban = ibans[index // 3]
+            payments.append(
+                eur(base.end_to_end_id, amount, creditor_name=name, country="DE", iban=iban)
+            )
+        elif currency == "USD":
+            account_number = f"{100_000_000 + index}"
+            payments.append(
+                dataclasses.replace(base, account_number=account_number, amount_minor=amount)
+            )
+        else:
+            payments.append(
+                dataclasses.replace(
+                    base,
+                    account_number=f"{index + 1:07d}",
+                    bank_code="0001001",
+                    country="JP",
+                    currency="JPY",
+                    amount_minor=amount,
+                )
+            )
+    return payments
+
+
+def benchmark(per_currency: int = 10_000, repeat: int = 3) -> dict[str, float]:
+    """Median seconds per file over `repeat` runs, each with this module's caches cleared as in a
+    fresh flow-run process. `python -c "from tests.quire.payroll.test_payout_files import
+    benchmark; print(benchmark())"` (building the payments is not timed)."""
+    payments = benchmark_payments(per_currency)
+    sepa = [p for p in payments if p.currency == "EUR"]
+    other = [p for p in payments if p.currency != "EUR"]
+    runs: list[dict[str, float]] = []
+    for _ in range(repeat):
+        for value in vars(payout_files).values():
+            if hasattr(value, "cache_clear"):
+                value.cache_clear()
+        started = time.perf_counter()
+        made = [sepa_file(sepa)]
+        sepa_done = time.perf_counter()
+        made.append(other_file(other))
+        other_done = time.perf_counter()
+        summary_csv(payments, name="payroll-2026-11-a1-summary.csv", files=made)
+        finished = time.perf_counter()
+        runs.append(
+            {
+                FORMAT_SEPA: sepa_done - started,
+                FORMAT_ISO20022: other_done - sepa_done,
+                FORMAT_CSV: finished - other_done,
+                "total": finished - started,
+            }
+        )
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
