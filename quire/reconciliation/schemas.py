@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from quire.schemas import BIGINT_MAX, Input, Output
+from quire.schemas import Input, Output
 
 
 class StatementOut(Output):
@@ -64,8 +64,12 @@ class MatchOut(Output):
     reason: str | None
 
 
+# The largest integer a JSON number carries exactly (clients parse JSON numbers as doubles).
+JSON_SAFE_MAX = 2**53 - 1
+
+
 class ManualMatchIn(Input):
-    payroll_line_id: int = Field(ge=1, le=BIGINT_MAX)
+    payroll_line_id: int = Field(ge=1, le=JSON_SAFE_MAX)
     reason: str = Field(min_length=1, max_length=500)
 
 
