@@ -68,13 +68,17 @@ class MatchOut(Output):
 JSON_SAFE_MAX = 2**53 - 1
 
 
+# A reason says something: at least one character that is not white space.
+SAID = r"\S"
+
+
 class ManualMatchIn(Input):
     payroll_line_id: int = Field(ge=1, le=JSON_SAFE_MAX)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=SAID)
 
 
 class ReasonIn(Input):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=SAID)
 
 
 class ClosedPeriodOut(Output):

@@ -153,3 +153,7 @@ async def test_closing_needs_a_clean_reconciliation_and_reopening_an_admin(clien
     assert reopened.json()["reopen_reason"] == "late fee"
     bad = await client.post("/ledger/periods/2026-13/close", headers=pw.world.finance.auth)
     assert bad.status_code == 422
+    blank = await client.post(
+        f"/ledger/periods/{period}/reopen", json={"reason": "   "}, headers=pw.world.admin.auth
+    )
+    assert blank.status_code == 422  # the schema says so, not only the ledger
