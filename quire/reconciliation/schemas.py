@@ -68,8 +68,8 @@ class MatchOut(Output):
 JSON_SAFE_MAX = 2**53 - 1
 
 
-# A reason says something: at least one character that is not white space.
-SAID = r"\S"
+# A reason says something: a character that is not white space, and (as every string) no NUL.
+SAID = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 
 class ManualMatchIn(Input):
