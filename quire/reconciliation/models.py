@@ -34,6 +34,14 @@ from quire.db import Base, BigIntId, JSONType, utcnow
 from quire.tenancy import TenantScoped
 
 
+def bank_line_reference(bank_line_id: int) -> str:
+    """The `reference` of every ledger transfer reconciliation posts because of one bank line
+    (a settled payout, money received, a fee written off, a return after settlement): the
+    statement invariant (`expectations.py`) finds a statement's bank movements in the ledger by
+    it. Several transfers may carry one line's reference (a payout file settled by one debit)."""
+    return f"bank-line:{bank_line_id}"
+
+
 class BankStatement(TenantScoped, Base):
     """One statement of one account, as the bank sent it (camt.053 or MT940)."""
 
