@@ -10,7 +10,11 @@
     -> earnings land in the ledger
     -> finance starts the month's payroll through the API; Prefect computes it, the Great
        Expectations gate passes, the run waits for approval; a second finance user approves;
-       the payouts are posted and the bank's files written; print a summary
+       the payouts are posted and the bank's files written
+    -> the demo's bank answers the files with its camt.053 statement (one payment returned);
+       finance uploads it through the API; ops runs `reconcile-ledger` (as from its form):
+       the payouts are matched and settled, the returned one reversed, the ledger proved by
+       Great Expectations (Data Docs); print a summary
     -> keep everything running (API docs, Prefect UI) until Ctrl-C or SIGTERM, unless --exit
 
 Everything a user would do goes through the real interfaces: HTTP for people, Prefect for runs.
@@ -33,13 +37,14 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from deployments import prefect_server
+from deployments import demo_bank, prefect_server
 from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT
 from deployments.processes import sigterm_as_interrupt, start, stop, uninterrupted
 from quire.db import Database
 from quire.money import format_minor
 from quire.payroll.files import files_of
 from quire.people.models import Tenant
+from quire.reconciliation.models import Reconciliation
 from quire.settings import get_settings
 
 # `run` is `quire demo` (deployments/cli.py); bench/qa_pipeline.py uses the other two.
@@ -167,7 +172,9 @@ def run(*, exit_when_done: bool = False) -> int:
                 lambda: _alive(worker, "the worker", worker_log) and deployments_served(),
                 180,
             )
+            walk_started = time.monotonic()
             summary = walk_through(api)
+            summary["seconds"] = time.monotonic() - walk_started
             print_summary(summary, api.base_url, api_url.removesuffix("/api"))
             if exit_when_done:
                 return 0
@@ -193,6 +200,7 @@ def deployments_served(*names: str) -> bool:
         "outbox-relay/outbox-relay",
         settings.qa_deployment,
         settings.payroll_deployment,
+        settings.reconciliation_deployment,
     )
     with get_client(sync_client=True) as client:
         try:
@@ -252,8 +260,14 @@ def walk_through(api: Api) -> dict[str, Any]:
         )
         step(f"'{order['title']}' accepted; earnings posted")
     payroll = pay_the_month(api)
+    reconciliations = reconcile_the_month(api, payroll)
     accounts = api.call(FINANCE, "GET", "/ledger/accounts").json()
-    return {"orders": list(claimed.values()), "accounts": accounts, "payroll": payroll}
+    return {
+        "orders": list(claimed.values()),
+        "accounts": accounts,
+        "payroll": payroll,
+        "reconciliations": reconciliations,
+    }
 
 
 def pay_the_month(api: Api) -> dict[str, Any]:
@@ -295,6 +309,62 @@ def pay_the_month(api: Api) -> dict[str, Any]:
     return wait_for("the payout files", lambda: (body := run())["files"] and body)
 
 
+def reconcile_the_month(api: Api, payroll: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bank executes the payout files and sends its statement (the last payment comes back:
+    account closed); finance uploads it; ops reconciles, as from the deployment's form."""
+    files = [path for path in payout_file_paths(payroll) if path.suffix == ".xml"]
+    transfers = demo_bank.transfers_in(files)
+    if not transfers:
+        return []
+    returned = transfers[-1]
+    content = demo_bank.statement_for(
+        transfers,
+        returned=returned.end_to_end_id,
+        booked_on=max(t.execution_date for t in transfers),
+    )
+    statement_file = get_settings().data_dir.resolve() / "bank" / f"camt053-{payroll['period']}.xml"
+    statement_file.parent.mkdir(parents=True, exist_ok=True)
+    statement_file.write_bytes(content)
+    step(
+        f"the bank executes {len(transfers)} payment(s) and sends its camt.053 statement "
+        f"({statement_file}); it returns {returned.creditor}'s: account closed (AC04)"
+    )
+    uploaded = api.call(
+        FINANCE,
+        "POST",
+        "/bank-statements",
+        files={"file": (statement_file.name, content, "application/xml")},
+    )
+    uploaded.raise_for_status()
+    stored = {s["id"] for s in uploaded.json()}
+    step(f"{FINANCE} uploads it through the API: {len(stored)} statement(s) stored")
+    step("ops runs reconcile-ledger for the tenant, as from its form: match, settle, prove")
+    from prefect.deployments import run_deployment
+
+    run_deployment(
+        get_settings().reconciliation_deployment, parameters={"tenant": DEMO_TENANT}, timeout=300
+    )
+    found = api.call(FINANCE, "GET", "/reconciliations", params={"limit": 20}).json()
+    latest: dict[str, dict[str, Any]] = {}
+    for item in found:  # newest first: the latest reconciliation of each statement
+        if item["statement_id"] in stored:
+            latest.setdefault(item["statement_id"], item)
+    return list(latest.values())
+
+
+def data_docs_index(reconciliation_id: str) -> str | None:
+    """Where the run's Data Docs are on disk (the API serves them to finance too)."""
+    database = Database(get_settings().effective_database_url)
+    try:
+        with database.session() as session:
+            tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == DEMO_TENANT))
+        with database.session(tenant_id) as session:
+            found = session.get(Reconciliation, uuid.UUID(reconciliation_id))
+            return (found.suites or {}).get("data_docs_index") if found else None
+    finally:
+        database.dispose()
+
+
 def print_summary(summary: dict[str, Any], api_url: str, ui_url: str) -> None:
     print("\nSummary", flush=True)
     for order in summary["orders"]:
@@ -314,6 +384,20 @@ def print_summary(summary: dict[str, Any], api_url: str, ui_url: str) -> None:
             print(f"    pays     {amount:>16}  to {total['specialists']} specialist(s)")
         for path in payout_file_paths(payroll):
             print(f"    file     {path}")
+    for item in summary.get("reconciliations") or []:
+        counts = item["summary"]
+        suites = item.get("suites") or {}
+        print(
+            f"  reconciliation {item['period']}: {item['status']}: "
+            f"matched {counts['matched']}, settled {counts['settled']}, "
+            f"returned {counts['returned']}, exceptions {counts['exceptions_open']}; "
+            f"ledger invariants {'proved' if suites.get('success') else 'FAILED'}"
+        )
+        docs = data_docs_index(item["id"])
+        if docs:
+            print(f"    data docs {docs}")
+    if "seconds" in summary:
+        print(f"  walked through in {summary['seconds']:.0f} s")
     print(f"\n  API docs:  {api_url}/docs\n  Prefect UI: {ui_url}\n", flush=True)
 
 

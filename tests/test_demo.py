@@ -148,6 +148,21 @@ def test_the_demo_walks_an_order_to_earnings_and_payroll_shows_it_in_the_prefect
     assert re.search(r"payroll \d{4}-\d{2} \(attempt 1\): posted", out), out
     assert re.search(r"pays +EUR [\d,.]+ +to 1 specialist", out), out
     assert re.search(r"pays +JPY [\d,]+ +to 1 specialist", out), out
+    # The bank's statement answers the payout files; reconciliation settles one payout, reverses
+    # the returned one, raises nothing, and the ledger's invariants are proved with Data Docs.
+    assert "sends its camt.053 statement" in out, out
+    assert re.search(r"uploads it through the API: 2 statement\(s\) stored", out), out
+    recs = re.findall(
+        r"reconciliation \d{4}-\d{2}: (\w+): matched (\d+), settled (\d+), returned (\d+), "
+        r"exceptions (\d+); ledger invariants (\w+)",
+        out,
+    )
+    assert sorted(recs) == [
+        ("clean", "1", "1", "0", "0", "proved"),
+        ("clean", "2", "0", "1", "0", "proved"),
+    ], out
+    docs = [Path(p) for p in re.findall(r"data docs +(\S+)", out)]
+    assert len(docs) == 2 and all(d.name == "index.html" and d.exists() for d in docs), out
     files = [Path(p) for p in re.findall(r"file +(\S+)", out)]
     assert {f.name.split(".", 1)[-1] for f in files} >= {"pain.001.001.09.xml"}, out
     assert all(f.exists() and f.stat().st_size > 0 for f in files), files
