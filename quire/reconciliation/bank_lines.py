@@ -39,6 +39,9 @@ class CreditDebit(StrEnum):
 # type, F = first advice; RTI = returned item).
 RETURN_SUB_FAMILIES = frozenset({"RRTN", "RPCR"})
 RETURN_SWIFT_CODES = frozenset({"NRTI", "SRTI", "FRTI"})
+# German banks (DK's structured :86:, DFÜ-Abkommen Anlage 3) book a returned credit transfer
+# with business transaction code (GVC) 159, "SEPA Credit Transfer Retoure", whatever :61: says.
+RETURN_DK_GVCS = frozenset({"159"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +81,9 @@ class BankTransactionCode:
     @property
     def is_return(self) -> bool:
         """True if the code itself books a returned payment."""
-        swift = (self.proprietary or "").split("+")[0]
+        swift, _, gvc = (self.proprietary or "").partition("+")
+        if self.issuer == "DK" and (gvc or swift) in RETURN_DK_GVCS:
+            return True
         return self.sub_family in RETURN_SUB_FAMILIES or swift in RETURN_SWIFT_CODES
 
 

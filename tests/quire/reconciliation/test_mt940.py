@@ -98,6 +98,28 @@ def test_no_reference_at_all_is_none():
     assert fee.remittance_information == "Fee refund November"  # unstructured :86:
 
 
+def test_a_german_bank_books_a_returned_payout_with_gvc_159_whatever_61_says():
+    """DK banks write the return in the :86: business code (Retoure), often under a plain
+    NTRF or NMSC :61: type: the line is a return, matched with the payout it names."""
+    content = edited(
+        MT940,
+        b":61:2611301130C80,00NRTINONREF//BK-7790",
+        b":61:2611301130C80,00NMSCNONREF//BK-7790",
+    ).replace(
+        b":86:/RTRN/AC04/EREF/QP202611A1L000002/CNTP/GB29NWBK60161331926819/NWBKGB2L/Alan Turing"
+        b"//REMI/USTD",
+        b":86:159?00RETOURE?20EREF+QP202611A1L000002?21SVWZ+RETOURE Payout November",
+        1,
+    )
+    returned = parse_statements(content)[0].lines[2]
+    assert returned.bank_code == BankTransactionCode(proprietary="NMSC+159", issuer="DK")
+    assert returned.is_return
+    assert returned.end_to_end_id == "QP202611A1L000002"
+    # The same code under another issuer, or a DK payout (116), is no return.
+    assert not BankTransactionCode(proprietary="NMSC+159", issuer="SWIFT").is_return
+    assert not BankTransactionCode(proprietary="NTRF+116", issuer="DK").is_return
+
+
 def test_a_returned_payout_nrti_with_reason_ac04():
     returned = parsed(MT940)[0].lines[2]
     assert (returned.credit_debit, returned.amount_minor) == (CreditDebit.CREDIT, 8000)
