@@ -53,6 +53,7 @@ from quire.reconciliation.models import (
     Reconciliation,
     ReconciliationException,
     ReconciliationStatus,
+    bank_line_reference,
 )
 from quire.tenancy import tenant_of
 
@@ -203,6 +204,7 @@ def _settle(
     the lines paid. `payouts` is the payout frame the rules ran on, by payroll line id."""
     settling = [m for m in proposal.matches if m.rule in SETTLING]
     line_ids = [i for m in settling for i in m.payroll_line_ids]
+    bank_line_of = {i: m.bank_line_id for m in settling for i in m.payroll_line_ids}
     transfers = business.settle_payouts(
         session,
         [
@@ -210,10 +212,11 @@ def _settle(
                 key=f"payroll-settle:{line_id}",
                 currency=line.currency,
                 amount_minor=int(line.payout_minor),
-                reference=f"bank:{statement.statement_id}",
+                reference=bank_line_reference(bank_line_of[line_id]),
                 metadata={
                     "payroll_run": str(line.run_id),
                     "end_to_end_id": line.end_to_end_id or "",
+                    "statement": statement.statement_id,
                 },
             )
             for line_id, line in zip(
