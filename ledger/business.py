@@ -9,7 +9,11 @@
   through the FX liquidity accounts when the payout currency differs (two transfers, as in
   `ledger.fx`, each leg rounded half-even on its own);
 - their settlements, many in one batch (`settle_payouts`): payout clearing -> bank, once the
-  bank's statement shows the payment.
+  bank's statement shows the payment;
+- a settled payout the bank sent back (`return_payouts`): bank -> payout clearing, so that the
+  payout line can be reversed out of clearing into the payable again;
+- money in from clients (`receive_client_payments`): client receivable -> bank, exactly or
+  partly what an order or invoice put on the receivable.
 """
 
 from __future__ import annotations
@@ -184,13 +188,7 @@ def post_payouts(session: Session, lines: Sequence[PayoutLine]) -> list[list[Tra
     payables = chart.accounts_of(
         session, K.SPECIALIST_PAYABLE, {(ln.specialist_id, ln.source_currency) for ln in lines}
     )
-    platform: dict[tuple[AccountKind, str], uuid.UUID] = {}
-
-    def platform_account(kind: AccountKind, currency: str) -> uuid.UUID:
-        if (kind, currency) not in platform:
-            platform[kind, currency] = chart.account(session, kind, currency).id
-        return platform[kind, currency]
-
+    platform_account = _platform_accounts(session)
     specs: list[TransferSpec] = []
     shape: list[int] = []
     for line in lines:
@@ -294,26 +292,99 @@ class Settlement:
 def settle_payouts(session: Session, settlements: Sequence[Settlement]) -> list[Transfer]:
     """Every settlement in one batch (all or none): payout clearing -> bank, per line. The
     accounts are looked up once per currency."""
-    accounts: dict[tuple[AccountKind, str], uuid.UUID] = {}
+    return _clearing_batch(session, settlements, "payout_settlement", K.PAYOUT_CLEARING, K.BANK)
 
-    def account_of(kind: AccountKind, currency: str) -> uuid.UUID:
-        if (kind, currency) not in accounts:
-            accounts[kind, currency] = chart.account(session, kind, currency).id
-        return accounts[kind, currency]
 
+def return_payouts(session: Session, returns: Sequence[Settlement]) -> list[Transfer]:
+    """Settled payouts the bank sent back, in one batch: bank -> payout clearing, per line
+    (the mirror of its settlement), so that clearing holds the line again until payroll
+    reverses it into the payable. Reconciliation keys each by its payout line."""
+    return _clearing_batch(session, returns, "payout_return", K.BANK, K.PAYOUT_CLEARING)
+
+
+def _clearing_batch(
+    session: Session,
+    items: Sequence[Settlement],
+    kind: str,
+    debit: AccountKind,
+    credit: AccountKind,
+) -> list[Transfer]:
+    """One platform account to another, per item, in one batch; accounts once per currency."""
+    accounts = _platform_accounts(session)
     specs = []
-    for item in settlements:
+    for item in items:
         validate_amount(item.amount_minor)
         specs.append(
             TransferSpec(
-                kind="payout_settlement",
+                kind=kind,
                 idempotency_key=item.key,
                 reference=item.reference,
                 legs=[
-                    Leg.debit(account_of(K.PAYOUT_CLEARING, item.currency), item.amount_minor),
-                    Leg.credit(account_of(K.BANK, item.currency), item.amount_minor),
+                    Leg.debit(accounts(debit, item.currency), item.amount_minor),
+                    Leg.credit(accounts(credit, item.currency), item.amount_minor),
                 ],
                 metadata=dict(item.metadata),
             )
         )
     return post_batch(session, specs)
+
+
+def _platform_accounts(session: Session) -> Callable[[AccountKind, str], uuid.UUID]:
+    """A lookup of the platform's accounts by kind and currency, each queried once."""
+    found: dict[tuple[AccountKind, str], uuid.UUID] = {}
+
+    def account_of(kind: AccountKind, currency: str) -> uuid.UUID:
+        if (kind, currency) not in found:
+            found[kind, currency] = chart.account(session, kind, currency).id
+        return found[kind, currency]
+
+    return account_of
+
+
+@dataclass(frozen=True)
+class ClientReceipt:
+    """A client paid `amount_minor` in `currency` towards what an order or invoice put on its
+    receivable (the account of `client_id`, or the tenant's clients at large when None). `key`
+    makes it idempotent (reconciliation keys it by the bank line that brought the money)."""
+
+    key: str
+    currency: str
+    amount_minor: int
+    client_id: uuid.UUID | None
+    reference: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def receive_client_payments(session: Session, receipts: Sequence[ClientReceipt]) -> list[Transfer]:
+    """Every receipt in one batch (all or none): bank <- client receivable, per receipt. The
+    receivables are looked up set-based, the bank once per currency. Whether a receipt is more
+    than the client owes is the caller's to decide (reconciliation compares it with what the
+    order or invoice put on the receivable); a receivable is a debit balance that may go below
+    zero (money received ahead of an invoice)."""
+    if not receipts:
+        return []
+    for receipt in receipts:
+        validate_amount(receipt.amount_minor)
+        validate_currency(receipt.currency)
+    receivables = chart.accounts_of(
+        session, K.CLIENT_RECEIVABLE, {(r.client_id, r.currency) for r in receipts}
+    )
+    platform = _platform_accounts(session)
+    return post_batch(
+        session,
+        [
+            TransferSpec(
+                kind="client_receipt",
+                idempotency_key=receipt.key,
+                reference=receipt.reference,
+                legs=[
+                    Leg.debit(platform(K.BANK, receipt.currency), receipt.amount_minor),
+                    Leg.credit(
+                        receivables[receipt.client_id, receipt.currency], receipt.amount_minor
+                    ),
+                ],
+                metadata=dict(receipt.metadata),
+            )
+            for receipt in receipts
+        ],
+    )

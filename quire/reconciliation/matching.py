@@ -16,8 +16,24 @@ what it matched out of both frames before the next one looks:
 3. **one-to-many**: a debit equal to the sum of one payout file's lines in its currency (the
    bank booked the whole batch as one amount), valued within the window.
 
+Two more rules look at what the payout rules cannot explain:
+
+- **a return after settlement**: a returned payment naming a payout line an earlier statement
+  already settled (the line is paid) matches it as a RETURN too, when it gives back exactly what
+  was paid: the money comes back into the bank, the line is reversed and payable again.
+- **money in** (`CLIENT_REFERENCE`): a client's credit (not a return) whose reference — the
+  remittance, the customer reference, the end-to-end id or the raw reference, in that order —
+  names an order ("ORDER <uuid>", "order:<uuid>", the bare uuid) or an invoice ("INVOICE
+  <uuid>", "INV-<uuid>", the bare uuid) with something outstanding on the client receivable.
+  Credits are taken in statement order against what is outstanding (what the order or invoice
+  put on the receivable, less what earlier credits already paid), by a running sum per
+  reference: a credit within it settles that much (partly or exactly), one beyond it — or in
+  another currency, or naming what the tenant's receivables do not know — is an exception
+  saying which.
+
 Everything else on the bank side is an exception for finance's queue. Nothing here touches the
-database: `propose` returns what to do and `quire.reconciliation.service` does it.
+database: `propose` returns what to do and `quire.reconciliation.runs` does it, with the frames
+it reads (`runs.bank_frame`, `payout_frame`, `settled_frame`, `receivable_frame`).
 """
 
 from __future__ import annotations
@@ -41,7 +57,12 @@ BANK_COLUMNS = [
     "end_to_end_id",
     "counterparty_name",
     "returned",
+    "remittance",
+    "customer_reference",
+    "raw_reference",
 ]
+# Where a client's credit may name what it pays, in the order they are believed.
+REFERENCE_FIELDS = ("remittance", "customer_reference", "end_to_end_id", "raw_reference")
 PAYOUT_COLUMNS = [
     "payroll_line_id",
     "run_id",
@@ -52,6 +73,29 @@ PAYOUT_COLUMNS = [
     "payout_date",
     "creditor_name",
 ]
+# Payout lines an earlier statement settled (paid), for a return after settlement.
+SETTLED_COLUMNS = ["payroll_line_id", "run_id", "end_to_end_id", "currency", "payout_minor"]
+# What a client owes on each order or invoice a credit names, one row per reference.
+RECEIVABLE_COLUMNS = [
+    "reference",  # "order:<uuid>" | "invoice:<uuid>": the BankMatch.reference of its receipts
+    "kind",  # "order" | "invoice"
+    "target_id",  # the uuid, canonical (lower case, hyphenated)
+    "currency",  # of the receivable
+    "client_id",  # the receivable account's owner (None: the tenant's clients at large)
+    "owed_minor",  # what it put on the receivable
+    "received_minor",  # what live matches already received for it
+    "refusal",  # why no credit may settle it (a void invoice...), or None
+]
+
+# An order or invoice named in free text: an optional word saying which, then a uuid (banks
+# and clients drop the hyphens, change the case, add a colon or a dash).
+_NAMED = re.compile(
+    r"(?:\b(?P<hint>order|invoice|inv)\b[\s:#/.-]{0,3})?"
+    r"(?<![0-9a-f])(?P<uuid>[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})"
+    r"(?![0-9a-f])",
+    re.IGNORECASE,
+)
+_HINTS = {"order": "order", "invoice": "invoice", "inv": "invoice"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +113,8 @@ class Match:
     payroll_line_ids: tuple[int, ...]
     amount_minor: int  # what the bank line moved (signed, as on the statement)
     payroll_file_id: uuid.UUID | None = None
+    reference: str | None = None  # money in: the order or invoice it pays ("order:<uuid>")
+    after_settlement: bool = False  # a return of a payout an earlier statement settled
 
 
 @dataclass(frozen=True)
@@ -89,15 +135,28 @@ class Proposal:
         return counts
 
 
-def propose(bank: pd.DataFrame, payouts: pd.DataFrame, settings: MatchSettings) -> Proposal:
-    """Run the rules over the two frames (columns BANK_COLUMNS and PAYOUT_COLUMNS)."""
-    bank = bank[BANK_COLUMNS].copy()
+def propose(
+    bank: pd.DataFrame,
+    payouts: pd.DataFrame,
+    settings: MatchSettings,
+    *,
+    settled: pd.DataFrame | None = None,
+    receivables: pd.DataFrame | None = None,
+) -> Proposal:
+    """Run the rules over the frames (columns BANK_COLUMNS, PAYOUT_COLUMNS, SETTLED_COLUMNS and
+    RECEIVABLE_COLUMNS; a bank frame without the reference columns has none). The bank frame is
+    in statement order: money in is taken in that order."""
+    bank = bank.reindex(columns=BANK_COLUMNS).copy()
     payouts = payouts[PAYOUT_COLUMNS].copy()
     proposal = Proposal()
     bank, payouts = _returns(bank, payouts, proposal)
+    if settled is not None:
+        bank = _returns_after_settlement(bank, settled[SETTLED_COLUMNS], proposal)
     bank, payouts = _by_end_to_end(bank, payouts, proposal)
     bank, payouts = _by_amount_date_name(bank, payouts, proposal, settings)
     bank, payouts = _by_file_total(bank, payouts, proposal, settings)
+    if receivables is not None:
+        bank = _by_client_reference(bank, receivables[RECEIVABLE_COLUMNS], proposal)
     proposal.unmatched.extend(
         Unmatched(int(row.bank_line_id), _why_unmatched(row)) for row in bank.itertuples()
     )
@@ -131,6 +190,51 @@ def _returns(
     )
 
 
+def _one_line_matches(
+    pairs: pd.DataFrame, rule: MatchRule, *, after_settlement: bool = False
+) -> list[Match]:
+    """A match per (bank line, payout line) pair of `pairs`, with its payout file if known."""
+    files = pairs["file_id"] if "file_id" in pairs else [None] * len(pairs)
+    return [
+        Match(int(bank_line), rule, (int(line),), int(amount), file_id, None, after_settlement)
+        for bank_line, line, amount, file_id in zip(
+            pairs["bank_line_id"],
+            pairs["payroll_line_id"],
+            pairs["amount_minor"],
+            files,
+            strict=True,
+        )
+    ]
+
+
+def _returns_after_settlement(
+    bank: pd.DataFrame, settled: pd.DataFrame, proposal: Proposal
+) -> pd.DataFrame:
+    """A returned payment naming a line an earlier statement settled: a RETURN of that line if
+    the bank gives back exactly what it paid (then the money re-enters the bank at the amount
+    the settlement took out); another amount or currency is an exception."""
+    returned = bank[bank["returned"] & bank["end_to_end_id"].notna()]
+    hits = returned.merge(settled, on="end_to_end_id", suffixes=("", "_line"))
+    if hits.empty:
+        return bank
+    hits = hits.drop_duplicates("bank_line_id").drop_duplicates("payroll_line_id")
+    exact = hits[
+        (hits["currency"] == hits["currency_line"]) & (hits["amount_minor"] == hits["payout_minor"])
+    ]
+    proposal.matches.extend(_one_line_matches(exact, MatchRule.RETURN, after_settlement=True))
+    differing = hits[~hits["bank_line_id"].isin(exact["bank_line_id"])]
+    proposal.unmatched.extend(
+        Unmatched(
+            int(row.bank_line_id),
+            f"a return of payroll line {row.payroll_line_id} (end-to-end id "
+            f"{row.end_to_end_id}), paid already, but the bank gave back {int(row.amount_minor)} "
+            f"{row.currency} for the {int(row.payout_minor)} {row.currency_line} it paid",
+        )
+        for row in differing.itertuples()
+    )
+    return bank[~bank["bank_line_id"].isin(hits["bank_line_id"])]
+
+
 def _by_end_to_end(
     bank: pd.DataFrame, payouts: pd.DataFrame, proposal: Proposal
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -140,16 +244,7 @@ def _by_end_to_end(
         (hits["currency"] == hits["currency_line"])
         & (-hits["amount_minor"] == hits["payout_minor"])
     ]
-    proposal.matches.extend(
-        Match(
-            int(row.bank_line_id),
-            MatchRule.END_TO_END,
-            (int(row.payroll_line_id),),
-            int(row.amount_minor),
-            row.file_id,
-        )
-        for row in exact.itertuples()
-    )
+    proposal.matches.extend(_one_line_matches(exact, MatchRule.END_TO_END))
     differing = hits[~hits["bank_line_id"].isin(exact["bank_line_id"])]
     proposal.unmatched.extend(
         Unmatched(
@@ -187,16 +282,7 @@ def _by_amount_date_name(
         .drop_duplicates("bank_line_id")
         .drop_duplicates("payroll_line_id")
     )
-    proposal.matches.extend(
-        Match(
-            int(row.bank_line_id),
-            MatchRule.AMOUNT_DATE_NAME,
-            (int(row.payroll_line_id),),
-            int(row.amount_minor),
-            row.file_id,
-        )
-        for row in best.itertuples()
-    )
+    proposal.matches.extend(_one_line_matches(best, MatchRule.AMOUNT_DATE_NAME))
     return (
         bank[~bank["bank_line_id"].isin(best["bank_line_id"])],
         payouts[~payouts["payroll_line_id"].isin(best["payroll_line_id"])],
@@ -237,6 +323,128 @@ def _by_file_total(
     )
 
 
+def named_references(bank: pd.DataFrame) -> pd.DataFrame:
+    """Every order or invoice the bank lines' reference fields name: one row per mention, with
+    `rank` (lower is believed first: field by field, then left to right), `hint` ("order",
+    "invoice" or None when only the uuid is there) and `target_id` (the canonical uuid)."""
+    found = []
+    by_line = bank.set_index("bank_line_id")
+    for field_rank, column in enumerate(REFERENCE_FIELDS):
+        if column not in by_line or by_line.empty:
+            continue
+        texts = by_line[column].where(by_line[column].notna(), "").astype(str)
+        mentions = texts.str.extractall(_NAMED)
+        if mentions.empty:
+            continue
+        mentions = mentions.reset_index()
+        mentions["rank"] = field_rank * 1_000 + mentions["match"]
+        found.append(mentions[["bank_line_id", "rank", "hint", "uuid"]])
+    if not found:
+        return pd.DataFrame(columns=["bank_line_id", "rank", "hint", "target_id"])
+    named = pd.concat(found, ignore_index=True)
+    digits = named["uuid"].str.replace("-", "", regex=False).str.lower()
+    named["target_id"] = (
+        digits.str[0:8]
+        + "-"
+        + digits.str[8:12]
+        + "-"
+        + digits.str[12:16]
+        + "-"
+        + digits.str[16:20]
+        + "-"
+        + digits.str[20:32]
+    )
+    named["hint"] = named["hint"].str.lower().map(_HINTS)
+    named["bank_line_id"] = named["bank_line_id"].astype("int64")
+    return named[["bank_line_id", "rank", "hint", "target_id"]]
+
+
+def _by_client_reference(
+    bank: pd.DataFrame, receivables: pd.DataFrame, proposal: Proposal
+) -> pd.DataFrame:
+    """Money in: each client credit naming an order or invoice settles what is outstanding on
+    it, credits taken in statement order (a running sum per reference); every credit that names
+    something is explained here, by a match or by an exception that says why not."""
+    credits = bank[(bank["amount_minor"] > 0) & ~bank["returned"]].assign(
+        position=lambda f: range(len(f))
+    )
+    named = named_references(credits)
+    if named.empty:
+        return bank
+    pairs = named.merge(receivables, on="target_id")
+    pairs = pairs[pairs["hint"].isna() | (pairs["hint"] == pairs["kind"])]
+    chosen = pairs.sort_values(["bank_line_id", "rank"]).drop_duplicates("bank_line_id")
+    unknown = (
+        named[~named["bank_line_id"].isin(chosen["bank_line_id"])]
+        .sort_values(["bank_line_id", "rank"])
+        .drop_duplicates("bank_line_id")
+    )
+    proposal.unmatched.extend(
+        Unmatched(
+            int(row.bank_line_id),
+            f"a credit naming {row.hint if isinstance(row.hint, str) else 'order or invoice'} "
+            f"{row.target_id}, which this tenant's client receivables do not know (an unknown "
+            "order or invoice, another tenant's, or an order not accepted yet)",
+        )
+        for row in unknown.itertuples()
+    )
+    chosen = chosen.merge(
+        credits[["bank_line_id", "amount_minor", "currency", "position"]],
+        on="bank_line_id",
+        suffixes=("_owed", ""),
+    )
+    refused = chosen["refusal"].notna()
+    other_currency = ~refused & (chosen["currency"] != chosen["currency_owed"])
+    proposal.unmatched.extend(
+        Unmatched(int(row.bank_line_id), f"a credit naming {row.reference}: {row.refusal}")
+        for row in chosen[refused].itertuples()
+    )
+    proposal.unmatched.extend(
+        Unmatched(
+            int(row.bank_line_id),
+            f"a credit of {int(row.amount_minor)} {row.currency} naming {row.reference}, "
+            f"which is receivable in {row.currency_owed}",
+        )
+        for row in chosen[other_currency].itertuples()
+    )
+    _take_in_order(chosen[~refused & ~other_currency], proposal)
+    return bank[~bank["bank_line_id"].isin(named["bank_line_id"])]
+
+
+def _take_in_order(credits: pd.DataFrame, proposal: Proposal) -> None:
+    """Credits naming receivables they may settle, in statement order: a credit is matched
+    while the running sum of its reference's credits stays within what is outstanding; from the
+    first that goes beyond it, the reference's later credits are exceptions too."""
+    credits = credits.sort_values("position").assign(
+        outstanding=lambda f: (
+            f["owed_minor"].astype("int64") - f["received_minor"].fillna(0).astype("int64")
+        )
+    )
+    credits = credits.assign(
+        taken=credits.groupby("reference")["amount_minor"].cumsum(),
+    )
+    fits = credits["taken"] <= credits["outstanding"]
+    proposal.matches.extend(
+        Match(
+            int(row.bank_line_id),
+            MatchRule.CLIENT_REFERENCE,
+            (),
+            int(row.amount_minor),
+            reference=row.reference,
+        )
+        for row in credits[fits].itertuples()
+    )
+    proposal.unmatched.extend(
+        Unmatched(
+            int(row.bank_line_id),
+            f"a credit of {int(row.amount_minor)} {row.currency} is more than {row.reference} "
+            f"still owes ({max(int(row.outstanding) - int(row.taken - row.amount_minor), 0)} "
+            f"{row.currency} of {int(row.owed_minor)}): an overpayment",
+        )
+        for row in credits[~fits].itertuples()
+    )
+
+
 def _within(value_dates: pd.Series, payout_dates: pd.Series, days: int) -> pd.Series:
     gap = pd.to_datetime(value_dates) - pd.to_datetime(payout_dates)
     return gap.abs() <= pd.Timedelta(days=days)
@@ -248,7 +456,7 @@ def _why_unmatched(row: Any) -> str:
         return "a returned payment whose end-to-end id names no payout waiting for the bank"
     if amount < 0:
         return "a debit no payout explains (no end-to-end id, amount, date or batch matched)"
-    return "a credit no rule matched (money in without a known reference)"
+    return "a credit no rule matched (money in naming no order or invoice)"
 
 
 def name_similarity(a: object, b: object) -> float:
