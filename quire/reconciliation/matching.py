@@ -354,7 +354,8 @@ def named_references(bank: pd.DataFrame) -> pd.DataFrame:
         + "-"
         + digits.str[20:32]
     )
-    named["hint"] = named["hint"].str.lower().map(_HINTS)
+    hints = named["hint"].str.lower().map(_HINTS).astype(object)
+    named["hint"] = hints.where(hints.notna(), None)  # None: only the uuid is there
     named["bank_line_id"] = named["bank_line_id"].astype("int64")
     return named[["bank_line_id", "rank", "hint", "target_id"]]
 

@@ -12,8 +12,11 @@ import pytest
 from quire.reconciliation.matching import (
     BANK_COLUMNS,
     PAYOUT_COLUMNS,
+    RECEIVABLE_COLUMNS,
+    SETTLED_COLUMNS,
     MatchSettings,
     name_similarity,
+    named_references,
     propose,
 )
 from quire.reconciliation.models import MatchRule
@@ -183,6 +186,136 @@ def test_credits_without_a_rule_are_exceptions():
         bank({"bank_line_id": 60, "amount_minor": 5_000}), payouts(ANA), MatchSettings()
     )
     assert "credit" in proposal.unmatched[0].reason
+
+
+def test_a_return_of_a_line_already_paid_matches_it_after_settlement():
+    settled = pd.DataFrame(
+        [
+            {
+                "payroll_line_id": 1,
+                "run_id": RUN,
+                "end_to_end_id": "E2E-1",
+                "currency": "EUR",
+                "payout_minor": 120_000,
+            }
+        ],
+        columns=SETTLED_COLUMNS,
+    )
+    returned = {"end_to_end_id": "E2E-1", "returned": True}
+    proposal = propose(
+        bank(
+            {"bank_line_id": 70, "amount_minor": 120_000, **returned},
+            {"bank_line_id": 71, "amount_minor": 119_000, **returned},  # a second, short one
+        ),
+        payouts(BEN),
+        MatchSettings(),
+        settled=settled,
+    )
+    assert rules(proposal) == {70: (MatchRule.RETURN, (1,))}
+    assert proposal.matches[0].after_settlement
+    assert [u.bank_line_id for u in proposal.unmatched] == [71]
+
+
+ORDER = uuid.uuid4()
+INVOICE = uuid.uuid4()
+
+
+def receivables(*rows: dict) -> pd.DataFrame:
+    base = {"currency": "EUR", "client_id": None, "received_minor": 0, "refusal": None}
+    return pd.DataFrame(
+        [{**base, "reference": f"{row['kind']}:{row['target_id']}", **row} for row in rows],
+        columns=RECEIVABLE_COLUMNS,
+    )
+
+
+OWED = receivables(
+    {"kind": "order", "target_id": str(ORDER), "owed_minor": 50_000, "received_minor": 10_000},
+    {"kind": "invoice", "target_id": str(INVOICE), "owed_minor": 7_000},
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        (f"ORDER {ORDER}", "order"),
+        (f"order:{ORDER}", "order"),
+        (f"payment {ORDER.hex.upper()} thanks", None),
+        (f"INV-{ORDER}", "invoice"),
+        (f"Invoice #{ORDER}", "invoice"),
+    ],
+)
+def test_references_name_orders_and_invoices_however_written(text, hint):
+    found = named_references(bank({"bank_line_id": 1, "amount_minor": 1, "remittance": text}))
+    assert list(found["target_id"]) == [str(ORDER)]
+    assert list(found["hint"]) == [hint]
+
+
+def test_credits_naming_an_order_settle_what_it_still_owes_in_statement_order():
+    says = {"remittance": f"ORDER {ORDER}"}
+    proposal = propose(
+        bank(
+            {"bank_line_id": 80, "amount_minor": 30_000, **says},
+            {"bank_line_id": 81, "amount_minor": 10_000, **says},  # exactly the rest
+            {"bank_line_id": 82, "amount_minor": 1, **says},  # nothing is left
+            {"bank_line_id": 83, "amount_minor": 7_000, "customer_reference": str(INVOICE)},
+        ),
+        payouts(ANA),
+        MatchSettings(),
+        receivables=OWED,
+    )
+    assert {m.bank_line_id: (m.rule, m.reference) for m in proposal.matches} == {
+        80: (MatchRule.CLIENT_REFERENCE, f"order:{ORDER}"),
+        81: (MatchRule.CLIENT_REFERENCE, f"order:{ORDER}"),
+        83: (MatchRule.CLIENT_REFERENCE, f"invoice:{INVOICE}"),
+    }
+    (over,) = proposal.unmatched
+    assert (over.bank_line_id, "overpayment" in over.reason) == (82, True)
+
+
+def test_a_credit_is_not_money_in_when_it_cannot_settle_what_it_names():
+    refused = receivables(
+        {
+            "kind": "invoice",
+            "target_id": str(INVOICE),
+            "owed_minor": 7_000,
+            "refusal": "the invoice is void",
+        },
+    )
+    proposal = propose(
+        bank(
+            {"bank_line_id": 90, "amount_minor": 1_000, "remittance": f"ORDER {uuid.uuid4()}"},
+            {"bank_line_id": 91, "amount_minor": 1_000, "remittance": f"INVOICE {ORDER}"},
+            {"bank_line_id": 92, "amount_minor": 1_000, "remittance": f"invoice {INVOICE}"},
+            {"bank_line_id": 93, "amount_minor": -1_000, "remittance": f"ORDER {ORDER}"},
+        ),
+        payouts(),
+        MatchSettings(),
+        receivables=pd.concat([OWED.iloc[:1], refused]),
+    )
+    assert proposal.matches == []
+    reasons = {u.bank_line_id: u.reason for u in proposal.unmatched}
+    assert "do not know" in reasons[90]
+    assert "do not know" in reasons[91]  # an order's id, said to be an invoice
+    assert reasons[92].endswith("the invoice is void")
+    assert reasons[93].startswith("a debit")  # money out is never a client's payment
+
+
+def test_a_credit_in_another_currency_than_the_receivable_is_not_taken():
+    proposal = propose(
+        bank(
+            {
+                "bank_line_id": 95,
+                "amount_minor": 1_000,
+                "currency": "USD",
+                "remittance": f"ORDER {ORDER}",
+            },
+        ),
+        payouts(),
+        MatchSettings(),
+        receivables=OWED,
+    )
+    assert proposal.matches == []
+    assert "receivable in EUR" in proposal.unmatched[0].reason
 
 
 @pytest.mark.parametrize(

@@ -5,18 +5,22 @@ nothing."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import func, select
 
 from ledger import chart
 from ledger.balances import trial_balance
-from ledger.models import AccountKind
+from ledger.models import AccountKind, Transfer
 from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
 from quire.reconciliation.models import (
     BankMatch,
     ExceptionSide,
+    MatchRule,
     ReconciliationException,
     ReconciliationStatus,
+    bank_line_reference,
 )
 from tests.quire.reconciliation.payroll_cast import (
     balance,
@@ -109,3 +113,28 @@ def test_what_no_rule_explains_waits_as_an_exception_on_either_side(posted):
     reconcile(pw, stmt)  # again: no second exception for the same items
     with pw.database.session(pw.tenant_id) as session:
         assert session.scalar(select(func.count()).select_from(ReconciliationException)) == 2
+
+
+def test_every_settlement_names_the_bank_line_that_confirmed_it(posted):
+    """The statement invariant's contract: a transfer posted because of a bank line carries
+    `bank_line_reference(line)`; one debit for a payout file settles each of its lines so."""
+    pw, run_id = posted
+    lines = lines_of(pw, run_id)
+    ana = [lines["ana/EUR"], lines["ana/USD"]]  # both paid in EUR, in the SEPA file
+    others = [paid_by_id(line) for key, line in lines.items() if not key.startswith("ana/")]
+    batch = {"amount_minor": -sum(int(line.payout_minor) for line in ana), "currency": "EUR"}
+    outcome = reconcile(pw, statement(pw, *others, batch))
+    assert outcome.summary["by_rule"]["file_total"] == 1
+    with pw.database.session(pw.tenant_id) as session:
+        matches = session.scalars(select(BankMatch)).all()
+        for match in matches:
+            references = set(
+                session.scalars(
+                    select(Transfer.reference).where(
+                        Transfer.id.in_([uuid.UUID(t) for t in match.transfer_ids])
+                    )
+                )
+            )
+            assert references == {bank_line_reference(match.bank_line_id)}
+        (file_match,) = [m for m in matches if m.rule == MatchRule.FILE_TOTAL]
+        assert len(file_match.transfer_ids) == 2
