@@ -8,7 +8,10 @@
   its currency).
 
 Each resolution is one transaction: the ledger batch, the match, the exception's new state and
-the audit entry commit together.
+the audit entry commit together. Every transfer it posts names the bank line
+(`bank_line_reference`), as reconciliation's own do: the statement invariant
+(`expectations.py`) finds the line's bank movements by it, so the bank account's entries of a
+resolved line add up to what the bank moved (the payout plus the fee, or the line written off).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from quire.reconciliation.models import (
     ExceptionStatus,
     MatchRule,
     ReconciliationException,
+    bank_line_reference,
 )
 from quire.reconciliation.runs import mark_runs_paid
 
@@ -100,11 +104,12 @@ def match_by_hand(
         TransferSpec(
             kind="payout_settlement",
             idempotency_key=f"payroll-settle:{line.id}",
-            reference=f"manual match of bank line {bank_line.id}",
+            reference=bank_line_reference(bank_line.id),
             legs=legs,
             metadata={
                 "payroll_run": str(line.run_id),
                 "end_to_end_id": line.end_to_end_id or "",
+                "matched": "by hand",
                 "reason": reason,
             },
         )
@@ -248,7 +253,7 @@ def _fee_spec(session: Session, bank_line: BankLine, fee_minor: int, reason: str
     return TransferSpec(
         kind="bank_fee",
         idempotency_key=f"bank-fee:{bank_line.id}",
-        reference=f"bank line {bank_line.id}",
+        reference=bank_line_reference(bank_line.id),
         legs=legs,
         metadata={"reason": reason},
     )

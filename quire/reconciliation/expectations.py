@@ -3,7 +3,10 @@
 Each invariant of ledger/README.md that can be stated over stored rows is one SQL query selecting
 the rows that break it (`invariant_queries`): it holds when the query returns nothing. GX runs
 each one in the database (SQLite or PostgreSQL, the app's own) and reads back a count and, for a
-broken invariant, a handful of offending rows, never the ledger.
+broken invariant, a handful of offending rows, never the ledger. Two more are reconciliation's
+own: each reconciled statement moves the ledger's bank account by exactly its matched lines (the
+transfers that name a line, `models.bank_line_reference`), and every unmatched line is an open
+exception.
 
 Scope: one tenant per run. The database is multi-tenant and GX's queries bypass the ORM's tenant
 scoping (quire.tenancy), so every table every query reads is filtered by the tenant's id, written
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
 
 SUITE_NAME = "ledger-invariants"
-SUITE_VERSION = 1  # bump whenever an invariant's SQL below changes
+SUITE_VERSION = 2  # bump whenever an invariant's SQL below changes
 MAX_OFFENDING_ROWS = 10
 
 DatabaseLike = str | URL | Engine | Database
@@ -243,6 +246,78 @@ HAVING SUM(c.amount) <> 0
 ORDER BY r.period, r.attempt, c.currency"""
 
 
+def _reconciled_lines(d: _Dialect) -> str:
+    """The tenant's bank lines on statements a reconciliation has run over."""
+    return f"""
+    SELECT l.id, l.statement_id, l.currency, l.amount_minor
+    FROM bank_lines AS l
+    WHERE l.tenant_id = {d.tenant}
+      AND EXISTS (
+          SELECT 1 FROM reconciliations AS r
+          WHERE r.tenant_id = {d.tenant} AND r.statement_id = l.statement_id
+      )"""
+
+
+def _live_match(d: _Dialect, line: str) -> str:
+    """A live (not undone) match of the bank line `line` exists."""
+    return f"""EXISTS (
+          SELECT 1 FROM bank_matches AS m
+          WHERE m.tenant_id = {d.tenant} AND m.bank_line_id = {line} AND NOT m.undone
+      )"""
+
+
+def _statement_moves_matched(d: _Dialect) -> str:
+    # Every transfer reconciliation posts because of a bank line carries that line's reference
+    # (models.bank_line_reference: 'bank-line:<id>'), whichever way it was matched (a rule, by
+    # hand, a write-off, a return after settlement). Its bank entries (debit-positive, as the
+    # statement's credits are) must add up, per statement and currency, to the lines that are
+    # matched: a match undone with its transfer left, or a settlement for another amount, shows.
+    # A returned payment and its original debit are matched (rule `return`) and post nothing:
+    # they net to zero on both sides. One row per line side and per entry side, then summed, so
+    # a currency present on one side only is compared with zero (no FULL JOIN needed).
+    reference = "'bank-line:' || CAST(l.id AS TEXT)"
+    return f"""
+WITH lines AS ({_reconciled_lines(d)}
+),
+moves AS (
+    SELECT l.statement_id, e.currency, e.amount AS ledger_minor, 0 AS matched_minor
+    FROM lines AS l
+    JOIN ledger_transfers AS t ON t.tenant_id = {d.tenant} AND t.reference = {reference}
+    JOIN ledger_entries AS e ON e.transfer_id = t.id AND e.tenant_id = {d.tenant}
+    JOIN ledger_accounts AS a
+      ON a.id = e.account_id AND a.tenant_id = {d.tenant} AND a.kind = 'bank'
+    UNION ALL
+    SELECT l.statement_id, l.currency, 0 AS ledger_minor, l.amount_minor AS matched_minor
+    FROM lines AS l
+    WHERE {_live_match(d, "l.id")}
+)
+SELECT CAST(statement_id AS TEXT) AS statement_id, currency,
+       CAST(SUM(ledger_minor) AS BIGINT) AS ledger_minor,
+       CAST(SUM(matched_minor) AS BIGINT) AS matched_minor
+FROM moves
+GROUP BY statement_id, currency
+HAVING SUM(ledger_minor) <> SUM(matched_minor)
+ORDER BY statement_id, currency"""
+
+
+def _unmatched_lines_open(d: _Dialect) -> str:
+    # What reconciliation could not explain waits for finance: a line without a live match has
+    # an open exception (a resolution closes it only together with a match: by hand, a
+    # write-off, a later statement's rule).
+    return f"""
+WITH lines AS ({_reconciled_lines(d)}
+)
+SELECT l.id AS bank_line_id, CAST(l.statement_id AS TEXT) AS statement_id, l.currency,
+       l.amount_minor
+FROM lines AS l
+WHERE NOT {_live_match(d, "l.id")}
+  AND NOT EXISTS (
+      SELECT 1 FROM reconciliation_exceptions AS x
+      WHERE x.tenant_id = {d.tenant} AND x.bank_line_id = l.id AND x.status = 'open'
+  )
+ORDER BY l.id"""
+
+
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         "transfers_balanced",
@@ -296,12 +371,20 @@ INVARIANTS: tuple[Invariant, ...] = (
         "leave nothing in payout clearing, in any currency.",
         _paid_runs_clearing_empty,
     ),
-    # Extension point (issue 10, section 3): "over each statement's dates the ledger's bank
-    # account moves by exactly the sum of that statement's matched lines, and every unmatched
-    # line is an open exception". It needs the bank statement and exception tables
-    # (quire/reconciliation/statements.py), which do not exist yet; add one Invariant per
-    # statement rule here (its offending-rows SQL, per dialect, scoped to the tenant) when they
-    # do, and bump SUITE_VERSION.
+    Invariant(
+        "statement_moves_matched",
+        "Each reconciled statement moves the bank account by its matched lines",
+        "For every reconciled bank statement, per currency, the bank account's entries of the "
+        "transfers that name one of its lines equal the sum of its lines with a live match.",
+        _statement_moves_matched,
+    ),
+    Invariant(
+        "unmatched_lines_open",
+        "Every unmatched line of a reconciled statement is an open exception",
+        "A line of a reconciled statement that no live match explains waits in finance's queue "
+        "as an open exception.",
+        _unmatched_lines_open,
+    ),
 )
 
 

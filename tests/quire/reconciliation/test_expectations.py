@@ -1,9 +1,11 @@
 """The ledger's invariants, proved by Great Expectations inside the database.
 
 A clean ledger — earnings, a fine, a payroll run posted through the payroll domain, settled and
-paid — passes every invariant. The same ledger corrupted to break exactly one invariant fails
-exactly that expectation and names the offending rows. One tenant's corruption is never another
-tenant's failure. On SQLite and PostgreSQL.
+paid — passes every invariant, and so does one whose run a reconciled bank statement paid (a
+returned payment, a match by hand with a fee, a write-off, a line left in the queue). The same
+ledger corrupted to break exactly one invariant fails exactly that expectation and names the
+offending rows. One tenant's corruption is never another tenant's failure. On SQLite and
+PostgreSQL.
 
 A corrupted ledger needs a corrupted database: the guards of the migrations (0002, 0005, 0012)
 refuse every tampering below, so each tamper lifts the guard it needs inside its own transaction
@@ -25,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -36,7 +39,7 @@ from ledger.models import Account, AccountKind, Entry, Transfer
 from migrations.upgrade import upgrade
 from quire.db import Database, utcnow
 from quire.payroll.models import LineStatus, PayrollLine, PayrollRun, RunStatus
-from quire.reconciliation import expectations
+from quire.reconciliation import exceptions, expectations
 from quire.reconciliation.expectations import (
     INVARIANTS,
     LedgerSuites,
@@ -44,8 +47,23 @@ from quire.reconciliation.expectations import (
     check_by_sql,
     run_ledger_suites,
 )
+from quire.reconciliation.models import (
+    BankLine,
+    BankMatch,
+    ExceptionSide,
+    ExceptionStatus,
+    MatchRule,
+    ReconciliationException,
+)
 from tests.quire.payroll.support import build_payroll_world
-from tests.quire.payroll.test_runs import approve_and_post, open_and_compute
+from tests.quire.payroll.test_runs import approve_and_post, finance, open_and_compute
+from tests.quire.reconciliation.payroll_cast import (
+    lines_of,
+    paid_by_id,
+    posted_run,
+    reconcile,
+    statement,
+)
 from tests.support import postgres
 
 K = AccountKind
@@ -162,6 +180,49 @@ def clean_ledger(database: Database, *, paid: bool = True) -> Ledger:
     return ledger
 
 
+FEE, WRITTEN_OFF, UNEXPLAINED = 200, 300, 9_999  # minor units (EUR)
+LIMIT = Decimal("5")  # the write-off limit, major units
+
+
+def reconciled_ledger(database: Database, tmp_path: Path) -> Ledger:
+    """A payroll run posted, its payout files written, and a bank statement paying it
+    reconciled, then worked by finance: ana's USD earnings and fatima's payouts paid by their
+    end-to-end ids; ken's paid and returned (the pair matched by rule `return`, his line
+    reversed, nothing posted to the bank); ana's EUR payout paid without its id and 2.00 over,
+    matched by hand (the 2.00 to bank fees); a 3.00 account fee written off; a credit nothing
+    explains, left open in the queue. The run is paid."""
+    pw, run_id = posted_run(database, tmp_path)
+    lines = lines_of(pw, run_id)
+    ana, ken = lines["ana/EUR"], lines["ken/EUR"]
+    by_id = [paid_by_id(line) for key, line in lines.items() if key not in ("ana/EUR", "ken/EUR")]
+    back = paid_by_id(ken, amount_minor=int(ken.payout_minor), returned=True, return_reason="AC04")
+    paid_over = -(int(ana.payout_minor) + FEE)
+    stmt = statement(
+        pw,
+        *by_id,
+        paid_by_id(ken),
+        back,
+        {"amount_minor": paid_over},
+        {"amount_minor": -WRITTEN_OFF, "remittance": "account fee"},
+        {"amount_minor": UNEXPLAINED, "remittance": "?"},
+    )
+    reconcile(pw, stmt)
+    with database.session(pw.tenant_id, write=True) as session:
+        queue = {
+            e.amount_minor: e.id
+            for e in session.scalars(
+                select(ReconciliationException).where(
+                    ReconciliationException.side == ExceptionSide.BANK
+                )
+            )
+        }
+        exceptions.match_by_hand(
+            session, finance(pw), queue[paid_over], ana.id, "paid without its id", LIMIT
+        )
+        exceptions.write_off(session, finance(pw), queue[-WRITTEN_OFF], "account fee", LIMIT)
+    return Ledger(database, pw.tenant_id, run_id)
+
+
 def failed(result: SuiteResult) -> set[str]:
     return {outcome.key for outcome in result.failed}
 
@@ -181,10 +242,36 @@ def test_a_clean_ledger_passes_every_invariant(database: Database, suites: Ledge
     assert result.data_docs_index is not None
     assert result.data_docs_index.exists()
     stored = json.loads(json.dumps(result.to_json()))
-    assert stored["suite"] == "ledger-invariants@1"
+    assert stored["suite"] == "ledger-invariants@2"
     assert stored["failed"] == []
     assert stored["evaluated"] == len(KEYS)
     # The same checks as plain SQL agree: nothing offends.
+    with database.engine.connect() as conn:
+        assert check_by_sql(conn, ledger.tenant_id) == dict.fromkeys(KEYS, 0)
+
+
+def test_a_reconciled_statement_worked_by_finance_passes_every_invariant(
+    database: Database, suites: LedgerSuites, tmp_path: Path
+) -> None:
+    ledger = reconciled_ledger(database, tmp_path)
+    with ledger.session() as session:
+        rules = sorted(session.scalars(select(BankMatch.rule).where(~BankMatch.undone)))
+        waiting = session.scalars(
+            select(ReconciliationException.amount_minor).where(
+                ReconciliationException.status == ExceptionStatus.OPEN
+            )
+        ).all()
+        assert session.get(PayrollRun, ledger.run_id).status == RunStatus.PAID
+    assert rules == sorted(
+        [MatchRule.END_TO_END] * 2
+        + [MatchRule.RETURN] * 2
+        + [MatchRule.MANUAL, MatchRule.WRITE_OFF]
+    )
+    assert waiting == [UNEXPLAINED]
+
+    result = suites.run(ledger.tenant_id, run_name="reconciled")
+
+    assert result.success, result.to_json()
     with database.engine.connect() as conn:
         assert check_by_sql(conn, ledger.tenant_id) == dict.fromkeys(KEYS, 0)
 
@@ -443,25 +530,178 @@ def pay_a_run_with_money_in_clearing(ledger: Ledger, _: pytest.MonkeyPatch) -> I
     yield {str(ledger.run_id)}
 
 
-TAMPERS: dict[str, tuple[Tamper, str, bool]] = {
-    # invariant key: (the corruption, the column naming the offending rows, paid ledger)
-    "transfers_balanced": (nudge_two_entries, "transfer_id", True),
-    "trial_balance_zero": (move_entry_to_another_currency, "currency", True),
-    "balances_match_entries": (update_two_balances, "account_id", True),
-    "no_negative_payable": (overdraw_a_payable, "account_id", True),
-    "unique_idempotency_keys": (reuse_an_idempotency_key, "idempotency_key", True),
-    "no_entry_in_closed_period": (post_into_a_closed_period, "transfer_id", True),
-    "posted_lines_have_transfers": (lose_line_transfers, "line_id", True),
-    "paid_runs_clearing_empty": (pay_a_run_with_money_in_clearing, "run_id", False),
+def the_manual_match_fee(ledger: Ledger) -> tuple[BankLine, list[Entry]]:
+    """The bank line ana's EUR payout was matched to by hand, and the entries of the fee posted
+    with that match."""
+    with ledger.session() as session:
+        match = session.scalar(select(BankMatch).where(BankMatch.rule == MatchRule.MANUAL))
+        fee = session.scalars(
+            select(Entry)
+            .join(Transfer, Transfer.id == Entry.transfer_id)
+            .where(
+                Transfer.kind == "bank_fee",
+                Transfer.id.in_([uuid.UUID(t) for t in match.transfer_ids]),
+            )
+        ).all()
+        return session.get(BankLine, match.bank_line_id), list(fee)
+
+
+def lower_a_settlements_bank_move(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """The fee of ana's match by hand (posted with its settlement) 0.50 lower on both its legs,
+    the bank's and the fees', and both balances following: the transfer balances and every
+    account is the sum of its entries, but the ledger now says the bank moved 0.50 less for
+    that line than the statement does."""
+    line, fee = the_manual_match_fee(ledger)
+    with ledger.session() as session:
+        with guards_lifted(session, "ledger_entries"):
+            for entry in fee:
+                smaller = entry.amount - 50 if entry.amount > 0 else entry.amount + 50
+                session.execute(update(Entry).where(Entry.id == entry.id).values(amount=smaller))
+        for entry in fee:
+            add_to_balance(session, entry.account_id, -50 if entry.amount > 0 else 50)
+    yield {str(line.statement_id)}
+
+
+def undo_a_match_leaving_its_transfer(ledger: Ledger, _: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """A payout's match by end-to-end id undone, its bank line back in the queue (an open
+    exception) as an undone match leaves it, but its settlement never reversed: the ledger's
+    bank account moved for a line the statement no longer counts as matched."""
+    with ledger.session() as session:
+        match = session.scalar(
+            select(BankMatch)
+            .where(BankMatch.rule == MatchRule.END_TO_END)
+            .order_by(BankMatch.id)
+            .limit(1)
+        )
+        match.undone = True
+        line = session.get(BankLine, match.bank_line_id)
+        session.add(
+            ReconciliationException(
+                tenant_id=ledger.tenant_id,
+                reconciliation_id=match.reconciliation_id,
+                side=ExceptionSide.BANK,
+                bank_line_id=line.id,
+                reason="match undone",
+                amount_minor=line.amount_minor,
+                currency=line.currency,
+                status=ExceptionStatus.OPEN,
+            )
+        )
+    yield {str(line.statement_id)}
+
+
+def the_open_bank_exception(session: Session) -> ReconciliationException:
+    return session.scalars(
+        select(ReconciliationException).where(
+            ReconciliationException.side == ExceptionSide.BANK,
+            ReconciliationException.status == ExceptionStatus.OPEN,
+        )
+    ).one()
+
+
+def delete_an_unmatched_lines_exception(
+    ledger: Ledger, _: pytest.MonkeyPatch
+) -> Iterator[set[str]]:
+    """The unexplained credit's open exception deleted: nothing explains the line, and nobody
+    is asked to."""
+    with ledger.session() as session:
+        waiting = the_open_bank_exception(session)
+        session.delete(waiting)
+    yield {str(waiting.bank_line_id)}
+
+
+def resolve_an_unmatched_lines_exception(
+    ledger: Ledger, _: pytest.MonkeyPatch
+) -> Iterator[set[str]]:
+    """The unexplained credit's exception marked resolved, though no match explains the line."""
+    with ledger.session() as session:
+        waiting = the_open_bank_exception(session)
+        waiting.status = ExceptionStatus.RESOLVED
+        waiting.resolution = "resolved without a match"
+    yield {str(waiting.bank_line_id)}
+
+
+Build = Callable[[Database, Path], Ledger]
+
+
+def paid(database: Database, _: Path) -> Ledger:
+    return clean_ledger(database)
+
+
+def unpaid(database: Database, _: Path) -> Ledger:
+    return clean_ledger(database, paid=False)
+
+
+TAMPERS: dict[str, tuple[Tamper, str, Build]] = {
+    # invariant key: (the corruption, the column naming the offending rows, the clean ledger)
+    "transfers_balanced": (nudge_two_entries, "transfer_id", paid),
+    "trial_balance_zero": (move_entry_to_another_currency, "currency", paid),
+    "balances_match_entries": (update_two_balances, "account_id", paid),
+    "no_negative_payable": (overdraw_a_payable, "account_id", paid),
+    "unique_idempotency_keys": (reuse_an_idempotency_key, "idempotency_key", paid),
+    "no_entry_in_closed_period": (post_into_a_closed_period, "transfer_id", paid),
+    "posted_lines_have_transfers": (lose_line_transfers, "line_id", paid),
+    "paid_runs_clearing_empty": (pay_a_run_with_money_in_clearing, "run_id", unpaid),
+    "statement_moves_matched": (lower_a_settlements_bank_move, "statement_id", reconciled_ledger),
+    "unmatched_lines_open": (
+        delete_an_unmatched_lines_exception,
+        "bank_line_id",
+        reconciled_ledger,
+    ),
+}
+
+# More ways to break one invariant, each breaking only that one: (invariant key, as above).
+MORE_TAMPERS: dict[str, tuple[str, Tamper, str, Build]] = {
+    "match-undone": (
+        "statement_moves_matched",
+        undo_a_match_leaving_its_transfer,
+        "statement_id",
+        reconciled_ledger,
+    ),
+    "exception-resolved": (
+        "unmatched_lines_open",
+        resolve_an_unmatched_lines_exception,
+        "bank_line_id",
+        reconciled_ledger,
+    ),
 }
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_a_ledger_corrupted_one_way_fails_exactly_that_invariant(
-    database: Database, suites: LedgerSuites, monkeypatch: pytest.MonkeyPatch, key: str
+    database: Database,
+    suites: LedgerSuites,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    key: str,
 ) -> None:
-    tamper, column, paid = TAMPERS[key]
-    ledger = clean_ledger(database, paid=paid)
+    fails_exactly(database, suites, monkeypatch, tmp_path, key, *TAMPERS[key])
+
+
+@pytest.mark.parametrize("case", list(MORE_TAMPERS))
+def test_a_statement_invariant_broken_another_way_fails_alone(
+    database: Database,
+    suites: LedgerSuites,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    fails_exactly(database, suites, monkeypatch, tmp_path, *MORE_TAMPERS[case])
+
+
+def fails_exactly(
+    database: Database,
+    suites: LedgerSuites,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    key: str,
+    tamper: Tamper,
+    column: str,
+    build: Build,
+) -> None:
+    """Corrupt a clean ledger with `tamper`: the suites and the plain SQL find `key` broken,
+    and only it, by the rows `tamper` names (in `column`)."""
+    ledger = build(database, tmp_path)
     corruption = contextmanager(tamper)(ledger, monkeypatch)
 
     with corruption as offenders:
@@ -499,7 +739,7 @@ def test_one_call_validates_with_a_context_of_its_own(database: Database, tmp_pa
     assert result.success
     assert result.run_name == "one-off"
     assert result.data_docs_index == docs / "index.html"
-    assert "ledger-invariants-v1-transfers_balanced" in result.data_docs_index.read_text()
+    assert "ledger-invariants-v2-transfers_balanced" in result.data_docs_index.read_text()
 
 
 def test_importing_the_module_does_not_load_great_expectations() -> None:
