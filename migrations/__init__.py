@@ -16,6 +16,7 @@ MODEL_MODULES = (
     "quire.qa.models",
     "quire.payroll.models",
     "quire.reconciliation.models",
+    "quire.lifecycle.models",
     "ledger.models",
 )
 
