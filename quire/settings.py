@@ -6,6 +6,7 @@ directory; production points it at PostgreSQL (`postgresql+psycopg://...`).
 
 from __future__ import annotations
 
+import base64
 import secrets
 from decimal import Decimal
 from functools import lru_cache
@@ -190,6 +191,28 @@ class Settings(BaseSettings):
         default=10, gt=0, validation_alias="QUIRE_SMTP_TIMEOUT_SECONDS"
     )
 
+    # --- lifecycle (quire/lifecycle/) ------------------------------------------------------------
+    # The keys that seal per-tenant connection settings (AES-256-GCM): comma-separated
+    # `<key id>:<32 bytes, urlsafe base64>`, the first one seals, every one opens (rotation: put
+    # the new key first, run `quire lifecycle rotate-secrets`, then drop the old one). Left unset,
+    # one key is generated once into the data directory, as the JWT secret is.
+    secrets_keys: SecretStr | None = Field(default=None, validation_alias="QUIRE_SECRETS_KEYS")
+    # Standard Webhooks: how far a delivery's timestamp may be from now, either way.
+    webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600, validation_alias="QUIRE_WEBHOOK_TOLERANCE_SECONDS"
+    )
+    # The circuit breaker per provider and tenant: opens after this many consecutive transient
+    # failures, stays open this long, then lets one probe through.
+    breaker_threshold: int = Field(default=5, ge=1, validation_alias="QUIRE_BREAKER_THRESHOLD")
+    breaker_open_seconds: float = Field(
+        default=30, gt=0, validation_alias="QUIRE_BREAKER_OPEN_SECONDS"
+    )
+    # The deployment the outbox relay starts for each lifecycle event.
+    lifecycle_deployment: str = Field(
+        default="lifecycle/lifecycle", validation_alias="QUIRE_LIFECYCLE_DEPLOYMENT"
+    )
+    # --- end of lifecycle -----------------------------------------------------------------------
+
     # --- Prefect flows (flows/, tasks/, deployments/) ---------------------------------------------
     # Server mode: the name of a prefect-sqlalchemy SqlAlchemyConnector block holding the database
     # URL (set by ops in the Prefect UI). Absent block: DATABASE_URL decides. Empty: never look.
@@ -225,6 +248,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'quire.db').resolve()}"
+
+    def secrets_keyring(self) -> str:
+        """`QUIRE_SECRETS_KEYS`, or the key generated once into the data directory."""
+        if self.secrets_keys is not None:
+            return self.secrets_keys.get_secret_value()
+        path = self.data_dir / "secrets_keys"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+            path.write_text(f"k1:{key}")
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     @property
     def reports_dir(self) -> Path:
