@@ -25,18 +25,27 @@ from migrations import MODEL_MODULES
 ROOT = Path(__file__).resolve().parent.parent
 
 KERNEL_PACKAGES = ("quire.people", "quire.auth", "quire.events", "quire.audit")
-DOMAINS = ("quire.orders", "quire.qa", "quire.payroll", "quire.reconciliation", "ledger")
+DOMAINS = (
+    "quire.orders",
+    "quire.qa",
+    "quire.payroll",
+    "quire.reconciliation",
+    "quire.lifecycle",
+    "ledger",
+)
 
 # Which domains each domain may use. Orders carry what they ask of QA (`quire.qa.config`, a leaf
 # module that imports nothing of orders); QA runs on orders and posts to the ledger; payroll pays
 # out of the ledger; reconciliation matches the bank's statements with payroll's payouts and the
-# ledger and settles them; the ledger knows only the kernel.
+# ledger and settles them; lifecycle holds a leaver's payouts through payroll; the ledger knows
+# only the kernel.
 DOMAIN_USES: dict[str, tuple[str, ...]] = {
     "ledger": (),
     "quire.orders": ("quire.qa.config",),
     "quire.qa": ("quire.orders", "ledger"),
     "quire.payroll": ("ledger",),
     "quire.reconciliation": ("quire.payroll", "ledger"),
+    "quire.lifecycle": ("quire.payroll",),
 }
 FRAMEWORKS = ("fastapi", "starlette", "prefect", "prefect_sqlalchemy", "uvicorn")
 TOP = ("api", "flows", "tasks", "deployments", "bench", "tests", "migrations")
