@@ -19,6 +19,7 @@ from prefect import Flow
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
+from flows.lifecycle import lifecycle_flow
 from flows.maintenance import marketplace_maintenance
 from flows.notify_finance import notify_finance
 from flows.outbox_relay import outbox_relay
@@ -117,6 +118,19 @@ CATALOG: tuple[Deployment, ...] = (
         timezone="Europe/London",
         concurrency_limit=1,
         tags=("quire", "reconciliation"),
+    ),
+    Deployment(
+        name="lifecycle",
+        flow=lifecycle_flow,
+        entrypoint="flows/lifecycle.py:lifecycle_flow",
+        description=(
+            "Carries out one person's lifecycle event (onboarding, exit, transfer) with the "
+            "tenant's playbook: every step a task with its own retries, independent steps "
+            "concurrently, one person's events in order, what succeeded undone in reverse "
+            "when a step fails for good, the run parked as a dead letter. Started by the "
+            "outbox relay for each event; replays of dead letters start it again."
+        ),
+        tags=("quire", "lifecycle"),
     ),
     Deployment(
         name="notify-finance",

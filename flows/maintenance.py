@@ -3,6 +3,8 @@
 release claims whose deadline passed without a submission (the order reopens)
 -> expire open orders past their deadline -> hand back work whose review timed out
 -> release payroll runs whose flow run ended (cancelled, failed, timed out while suspended)
+-> lifecycle: release exits that came due; compensate runs whose flow run was cancelled or
+   crashed (from the saga log)
 -> prune relayed events past retention -> log and publish statistics
 """
 
@@ -19,6 +21,8 @@ class MaintenanceReport(BaseModel):
     expired: int
     handed_back: int
     payroll_released: int = 0
+    lifecycle_released: int = 0
+    lifecycle_closed: int = 0
     pruned: int
     statistics: str
 
@@ -30,15 +34,20 @@ def marketplace_maintenance() -> MaintenanceReport:
     expired = maintenance.expire_stale_orders()
     handed_back = maintenance.hand_back_unanswered_reviews()
     payroll_released = maintenance.release_abandoned_payroll_runs()
+    lifecycle_released = maintenance.release_due_lifecycle_events()
+    lifecycle_closed = maintenance.compensate_abandoned_lifecycle_runs()
     pruned = maintenance.prune_events()
     line = maintenance.publish_statistics(maintenance.gather_statistics())
     logger.info(
         "released %d overdue claim(s), expired %d order(s), handed back %d unreviewed "
-        "submission(s), released %d abandoned payroll run(s), pruned %d event(s); %s",
+        "submission(s), released %d abandoned payroll run(s), released %d due lifecycle "
+        "event(s), compensated %d abandoned lifecycle run(s), pruned %d event(s); %s",
         released,
         expired,
         handed_back,
         payroll_released,
+        lifecycle_released,
+        lifecycle_closed,
         pruned,
         line,
     )
@@ -47,6 +56,8 @@ def marketplace_maintenance() -> MaintenanceReport:
         expired=expired,
         handed_back=handed_back,
         payroll_released=payroll_released,
+        lifecycle_released=lifecycle_released,
+        lifecycle_closed=lifecycle_closed,
         pruned=pruned,
         statistics=line,
     )

@@ -16,11 +16,13 @@ from sqlalchemy.orm import Session
 
 from quire.db import utcnow
 from quire.events import retention
+from quire.lifecycle import maintenance as lifecycle_maintenance
 from quire.orders import maintenance, report, statistics
 from quire.payroll import runs as payroll_runs
 from quire.qa import runs
 from quire.qa import service as qa
 from quire.settings import get_settings
+from tasks import lifecycle
 from tasks.database import flow_database
 
 BATCH = 1000
@@ -108,6 +110,43 @@ def release_abandoned_payroll_runs() -> int:
             failed = payroll_runs.fail(session, run_id, reason, flow_run_id=flow_run_id)
             released += failed.status == "failed"
     return released
+
+
+@task(name="Release lifecycle events that came due", retries=2, retry_delay_seconds=5)
+def release_due_lifecycle_events() -> int:
+    """Exits dated in the future run on their day (UTC): their events go to the relay."""
+    return lifecycle_maintenance.release_due_events(flow_database(), utcnow().date())
+
+
+@task(name="Compensate lifecycle runs whose flow run ended", retries=2, retry_delay_seconds=5)
+def compensate_abandoned_lifecycle_runs() -> int:
+    """A lifecycle run whose flow run was cancelled through Prefect, or crashed (a worker
+    killed, even mid-compensation), is compensated here from its saga log: its undos run in
+    reverse order, each retried. A cancelled run ends cancelled; a crashed one is parked as a
+    dead letter for an admin to replay. Returns how many runs were closed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.objects import StateType
+
+    database = flow_database()
+    in_flight = [r for r in lifecycle_maintenance.runs_in_flight(database) if r[2] is not None]
+    if not in_flight:
+        return 0
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[f for *_, f in in_flight]))
+        )
+    states = {f.id: f.state for f in flow_runs}
+    ended = (StateType.CANCELLED, StateType.CANCELLING, StateType.FAILED, StateType.CRASHED)
+    closed = 0
+    for tenant_id, run_id, flow_run_id in in_flight:
+        state = states.get(flow_run_id)
+        if state is None or state.type not in ended:
+            continue
+        cancelled = state.type in (StateType.CANCELLED, StateType.CANCELLING)
+        lifecycle.close_abandoned(tenant_id, run_id, cancelled=cancelled, why=state.name)
+        closed += 1
+    return closed
 
 
 @task(name="Gather marketplace statistics")

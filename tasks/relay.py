@@ -16,12 +16,15 @@ from collections.abc import Callable
 from prefect import get_run_logger, task
 from prefect.deployments import run_deployment
 from prefect.exceptions import MissingContextError
+from sqlalchemy import select
 
 from quire.db import utcnow
 from quire.events import relay
 from quire.events.relay import PendingEvent
+from quire.lifecycle import events as lifecycle_events
 from quire.orders import events
 from quire.orders.state import Action
+from quire.people.models import Tenant
 from quire.settings import get_settings
 from tasks.database import flow_database
 
@@ -46,9 +49,25 @@ def start_qa_run(event: PendingEvent) -> uuid.UUID:
     return flow_run.id
 
 
+def start_lifecycle_run(event: PendingEvent) -> uuid.UUID:
+    """`lifecycle.event_received` -> one lifecycle run for that person's event."""
+    with flow_database().session() as session:
+        slug = session.scalar(select(Tenant.slug).where(Tenant.id == event.tenant_id))
+    flow_run = run_deployment(
+        get_settings().lifecycle_deployment,
+        parameters={"tenant": slug, "event_id": str(event.payload["lifecycle_event"]["id"])},
+        idempotency_key=event.idempotency_key,
+        timeout=0,
+        as_subflow=False,
+        tags=["quire", "lifecycle"],
+    )
+    return flow_run.id
+
+
 # Event type -> what starts for it. Other events are marked relayed with nothing to do.
 CONSUMERS: dict[str, Callable[[PendingEvent], uuid.UUID]] = {
-    events.EVENT_TYPES[Action.SUBMIT]: start_qa_run
+    events.EVENT_TYPES[Action.SUBMIT]: start_qa_run,
+    lifecycle_events.EVENT_RECEIVED: start_lifecycle_run,
 }
 
 

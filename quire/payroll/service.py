@@ -283,7 +283,7 @@ def set_hold(
     if not (row.on_hold and row.hold_reason == reason):
         row.on_hold = True
         row.hold_reason = reason
-        row.hold_set_by = actor.user_id
+        row.hold_set_by = None if actor.is_system else actor.user_id  # Quire itself: no user
         row.hold_set_at = utcnow()
         session.flush()
         audit.record(

@@ -241,9 +241,9 @@ def test_the_onboarding_renders_for_a_full_event():
     assert steps["specialist"]["skills"] == ["editing", "German"]
     assert steps["welcome_email"]["body"].startswith("Welcome aboard, Zoë!")
     assert "Your first day: 2025-03-03" in steps["welcome_email"]["body"]
-    assert steps["first_day"]["start"] == "2025-03-03T09:30:00"
+    assert steps["first_day"]["start"] == "2025-03-03T09:30:00+00:00"
     assert steps["first_day"]["organizer"] == "max@example.com"
-    assert steps["contract"]["name"] == "contract-zobrien"
+    assert steps["contract"]["name"] == "contract-zobrien.md"
 
 
 def test_the_onboarding_renders_for_an_event_with_only_what_hr_must_send():

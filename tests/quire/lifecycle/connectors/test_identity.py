@@ -433,7 +433,7 @@ def test_the_timeout_is_the_whole_steps_budget_not_each_requests(
     for name in ("a", "b", "c", "d"):
         idp.add_group(name)
     user_id = onboard(connection)
-    idp.slow_seconds = 0.15  # each request answers in time, but five of them do not
+    idp.slow_seconds = 0.3  # each request answers in time, but several of them do not
     idp.fail_next(10, kind="slow", lose_answer=True)
     started = time.monotonic()
 
@@ -442,7 +442,8 @@ def test_the_timeout_is_the_whole_steps_budget_not_each_requests(
     )
 
     assert isinstance(failure, TransientFailure)
-    assert time.monotonic() - started < 0.4 + 0.3  # without the budget: 8 x 0.15 s
+    # without the budget: 8 x 0.3 s; the slack is for a loaded machine
+    assert time.monotonic() - started < 0.4 + 1.0
 
 
 def test_a_refused_connection_is_transient() -> None:
