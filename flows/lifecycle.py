@@ -54,8 +54,8 @@ def lifecycle_flow(tenant: str, event_id: uuid.UUID) -> LifecycleOutcome:
 
     outcome = LifecycleOutcome(run_id=ref.run_id, status=str(RunStatus.COMPLETED))
     if settled.failed:
+        outcome.dead_letter = lifecycle.park(ref, settled.failed[0])  # with the step's error
         outcome.compensated = lifecycle.compensate(ref)
-        outcome.dead_letter = lifecycle.park(ref, settled.failed[0])
         status, why = RunStatus.DEAD_LETTERED, f"failed: {', '.join(settled.failed)}"
     elif settled.parked:
         outcome.dead_letter = lifecycle.park(ref, settled.parked[0])

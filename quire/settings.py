@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     breaker_open_seconds: float = Field(
         default=30, gt=0, validation_alias="QUIRE_BREAKER_OPEN_SECONDS"
     )
+    # A compensation's retries (seconds before each); what is still not undone after them is
+    # retried by the maintenance flow (hourly) until it is.
+    lifecycle_undo_retry_seconds: list[float] = Field(
+        default=[1.0, 5.0, 15.0], validation_alias="QUIRE_LIFECYCLE_UNDO_RETRY_SECONDS"
+    )
     # The deployment the outbox relay starts for each lifecycle event.
     lifecycle_deployment: str = Field(
         default="lifecycle/lifecycle", validation_alias="QUIRE_LIFECYCLE_DEPLOYMENT"

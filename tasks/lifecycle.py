@@ -23,16 +23,13 @@ from prefect.states import State
 from pydantic import BaseModel
 
 from quire.errors import NotFound
-from quire.lifecycle import dead_letters, execution, runs, saga
+from quire.lifecycle import dead_letters, execution, runs, saga, steps
 from quire.lifecycle.connectors.base import ConnectorFailure
 from quire.lifecycle.models import LifecycleRun, RunStatus, StepStatus
 from quire.lifecycle.playbooks import Playbook, Step
 from quire.lifecycle.secrets import Keyring
 from quire.settings import get_settings
 from tasks.database import flow_database
-
-COMPENSATION_RETRIES = 5
-COMPENSATION_DELAYS = [1.0, 2.0, 5.0, 15.0, 30.0]  # longer than the breaker stays open, in all
 
 
 class RunRef(BaseModel):
@@ -151,8 +148,15 @@ def settle_outcomes(ref: RunRef, unfinished: list[str]) -> Settled:
             row = rows[step_id]
             if row.status != StepStatus.RUNNING:  # never attempted: blocked below
                 continue
-            parked = playbook.continues_past(playbook.step(step_id))
+            step = playbook.step(step_id)
+            parked = playbook.continues_past(step)
             saga.failed_for_good(session, row, row.error or "failed", parked=parked)
+            undo = steps.undo_after_failure(
+                step.kind, execution.idempotency_key(ref.run_id, step_id)
+            )
+            compensation = step.compensation()
+            if undo is not None and compensation is not None and not parked:
+                saga.maybe_acted(session, row, undo, compensation.kind)
             (settled.parked if parked else settled.failed).append(step_id)
         waiting = [s for s, r in rows.items() if r.status == StepStatus.PENDING]
         saga.blocked(session, ref.run_id, waiting, "a step it needs failed")
@@ -170,22 +174,32 @@ def compensate(ref: RunRef) -> list[str]:
 
 
 def compensate_plan(tenant_id: uuid.UUID, plan: list[tuple[int, str]]) -> list[str]:
+    """Each undo, last first, retried after the configured delays; one that still fails is
+    marked (compensation_failed) and left to the maintenance flow, and the next is tried."""
     rt = runtime()
     logger = get_run_logger()
+    delays = [0.0, *rt.settings.lifecycle_undo_retry_seconds]
     undone: list[str] = []
     for saga_step_id, step_id in plan:
-        for attempt, delay in enumerate([0.0, *COMPENSATION_DELAYS]):
+        for attempt, delay in enumerate(delays, start=1):
             time.sleep(delay)
             try:
                 execution.compensate_step(rt, tenant_id, saga_step_id)
             except Exception as exc:
-                logger.warning("undoing %s: attempt %d failed: %s", step_id, attempt + 1, exc)
-                if attempt == COMPENSATION_RETRIES:
+                logger.warning("undoing %s: attempt %d failed: %s", step_id, attempt, exc)
+                if attempt == len(delays):
                     execution.compensation_gave_up(rt, tenant_id, saga_step_id, str(exc))
                 continue
             undone.append(step_id)
             break
     return undone
+
+
+def finish_compensations(tenant_id: uuid.UUID, run_id: uuid.UUID) -> list[str]:
+    """Undo what a finished run still has to undo (the maintenance flow's retry)."""
+    with flow_database().session(tenant_id) as session:
+        plan = [(row.id, row.step_id) for row in saga.to_undo(session, run_id)]
+    return compensate_plan(tenant_id, plan)
 
 
 @task(name="Park the run (dead letter)", cache_policy=NO_CACHE, persist_result=False)

@@ -123,12 +123,15 @@ def compensate_abandoned_lifecycle_runs() -> int:
     """A lifecycle run whose flow run was cancelled through Prefect, or crashed (a worker
     killed, even mid-compensation), is compensated here from its saga log: its undos run in
     reverse order, each retried. A cancelled run ends cancelled; a crashed one is parked as a
-    dead letter for an admin to replay. Returns how many runs were closed."""
+    dead letter for an admin to replay. Undos of finished runs that failed every retry are
+    tried again. Returns how many runs were closed."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.objects import StateType
 
     database = flow_database()
+    for tenant_id, run_id in lifecycle_maintenance.runs_left_to_undo(database):
+        lifecycle.finish_compensations(tenant_id, run_id)
     in_flight = [r for r in lifecycle_maintenance.runs_in_flight(database) if r[2] is not None]
     if not in_flight:
         return 0

@@ -2,6 +2,7 @@
 
 - Exits dated in the future wait as `scheduled` events; on their day they are released to the
   relay (`lifecycle.event_received`), which starts their runs.
+- An undo that failed every retry (the provider was down) is tried again.
 - A run whose flow run ended without finishing it (cancelled through Prefect, crashed, a
   worker killed mid-compensation) is found here and compensated from its saga log: nothing a
   dead process knew is needed.
@@ -12,12 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from quire.db import Database
 from quire.lifecycle import events
-from quire.lifecycle.models import EventStatus, LifecycleEvent, LifecycleRun, RunStatus
+from quire.lifecycle.models import (
+    EventStatus,
+    LifecycleEvent,
+    LifecycleRun,
+    RunStatus,
+    SagaStep,
+    StepStatus,
+)
 from quire.tenancy import ALL_TENANTS
 
 IN_FLIGHT = (RunStatus.RUNNING, RunStatus.COMPENSATING)
@@ -60,6 +68,26 @@ def runs_in_flight(database: Database) -> list[tuple[uuid.UUID, uuid.UUID, uuid.
             for tenant_id, run_id, flow_run_id in session.execute(
                 select(LifecycleRun.tenant_id, LifecycleRun.id, LifecycleRun.flow_run_id)
                 .where(LifecycleRun.status.in_(IN_FLIGHT))
+                .execution_options(**ALL_TENANTS)
+            )
+        ]
+
+
+def runs_left_to_undo(database: Database) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant id, run id) of finished runs (dead-lettered, cancelled) with an undo that failed
+    every retry: maintenance tries again, until the provider takes it."""
+    with database.session() as session:
+        return [
+            (tenant_id, run_id)
+            for tenant_id, run_id in session.execute(
+                select(LifecycleRun.tenant_id, LifecycleRun.id)
+                .where(
+                    LifecycleRun.status.in_([RunStatus.DEAD_LETTERED, RunStatus.CANCELLED]),
+                    exists().where(
+                        SagaStep.run_id == LifecycleRun.id,
+                        SagaStep.status == StepStatus.COMPENSATION_FAILED,
+                    ),
+                )
                 .execution_options(**ALL_TENANTS)
             )
         ]

@@ -81,6 +81,19 @@ def failed_for_good(session: Session, step: SagaStep, error: str, *, parked: boo
     step.finished_at = utcnow()
 
 
+def maybe_acted(
+    session: Session, step: SagaStep, undo: dict[str, Any], compensation_kind: str
+) -> None:
+    """A step that failed for good may have acted (an answer lost): its undo goes in the log
+    so compensation looks for what it may have done, and undoes that too."""
+    last = session.scalar(
+        select(func.coalesce(func.max(SagaStep.position), 0)).where(SagaStep.run_id == step.run_id)
+    )
+    step.undo = undo
+    step.compensation_kind = compensation_kind
+    step.position = int(last or 0) + 1
+
+
 def blocked(session: Session, run_id: uuid.UUID, step_ids: list[str], why: str) -> None:
     """Steps that will not run because a step they need failed."""
     if not step_ids:
@@ -98,13 +111,16 @@ def blocked(session: Session, run_id: uuid.UUID, step_ids: list[str], why: str) 
 
 
 def to_undo(session: Session, run_id: uuid.UUID) -> list[SagaStep]:
-    """What compensation still has to undo, last finished first."""
+    """What compensation still has to undo, last finished first: what succeeded, and a failed
+    step that may have acted (`maybe_acted`)."""
     return list(
         session.scalars(
             select(SagaStep)
             .where(
                 SagaStep.run_id == run_id,
-                SagaStep.status.in_([StepStatus.SUCCEEDED, StepStatus.COMPENSATION_FAILED]),
+                SagaStep.status.in_(
+                    [StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.COMPENSATION_FAILED]
+                ),
                 SagaStep.compensation_kind.is_not(None),
             )
             .order_by(SagaStep.position.desc())
@@ -123,8 +139,11 @@ def compensation_attempted(step: SagaStep) -> None:
 
 
 def compensation_failed(step: SagaStep, error: str) -> None:
+    """The undo failed every retry (the maintenance flow tries again). The step's own error,
+    if any, is kept in front of the undo's."""
     step.status = StepStatus.COMPENSATION_FAILED
-    step.error = error[:ERROR_MAX]
+    own = (step.error or "").split(" | undo: ")[0]
+    step.error = (f"{own} | undo: {error}" if own else f"undo: {error}")[:ERROR_MAX]
 
 
 def reset_for_replay(session: Session, run_id: uuid.UUID) -> int:

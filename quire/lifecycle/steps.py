@@ -139,3 +139,13 @@ def connection_for(
     if stored is None:
         raise NotConfigured(provider, f"no {stored_as} connection is configured for this tenant")
     return model.model_validate(stored)
+
+
+def undo_after_failure(kind: str, idempotency_key: str) -> dict[str, Any] | None:
+    """What undoes a step that failed for good but may still have acted: its last attempt's
+    answer was lost (a timeout after the provider did the work). Compensation calls the kind's
+    undo with this, and it finds the work by the idempotency key the attempt passed on; None
+    when the kind leaves nothing to find (or nothing that lasts)."""
+    if kind == "identity.create_user":
+        return {"external_id": idempotency_key}  # create_user stamps its key as externalId
+    return None

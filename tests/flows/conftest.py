@@ -21,6 +21,15 @@ import pytest
 from migrations.upgrade import upgrade
 from quire.db import Database
 from quire.settings import get_settings
+
+# The lifecycle specs' servers and connected tenant (requested by those specs only).
+from tests.flows.lifecycle_cast import (  # noqa: F401
+    chat,
+    healthy_idp,
+    idp,
+    mailbox,
+    tenant,
+)
 from tests.support.fake_ecb import FakeEcb
 from tests.support.fake_languagetool import FakeLanguageTool
 from tests.support.world import Person, World, build_world
@@ -60,6 +69,9 @@ def flow_env(
         "QUIRE_DATABASE_BLOCK": "",
         "QUIRE_GRAMMAR_CHECK_URL": grammar_service.url,
         "QUIRE_QA_RETRY_BACKOFF_SECONDS": "0.2",
+        "QUIRE_BREAKER_THRESHOLD": "5",
+        "QUIRE_BREAKER_OPEN_SECONDS": "5",
+        "QUIRE_LIFECYCLE_UNDO_RETRY_SECONDS": "[0.1, 0.3]",
         "PREFECT_LOCAL_STORAGE_PATH": str(root / "prefect-results"),
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
     }

@@ -142,9 +142,23 @@ class CreateUserParams(_Params):
 
 
 class UserIdParams(_Params):
-    """`delete_user` and `reactivate`."""
+    """`reactivate`."""
 
     user_id: str = Field(min_length=1)
+
+
+class DeleteParams(_Params):
+    """`delete_user`: the account's id, or (undoing a create whose answer never came) the
+    externalId its create stamped, `create_user`'s idempotency key."""
+
+    user_id: str | None = Field(default=None, min_length=1)
+    external_id: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> DeleteParams:
+        if (self.user_id is None) == (self.external_id is None):
+            raise ValueError("name the account by user_id or by external_id (one of them)")
+        return self
 
 
 class GroupsParams(_Params):
@@ -428,14 +442,24 @@ def create_user(connection: ScimConnection, call: StepCall) -> StepOutcome:
 def delete_user(connection: ScimConnection, call: StepCall) -> StepOutcome:
     """Delete the account (the compensation of `create_user`); one already gone counts as
     deleted. Output `{"user_id", "already_gone"}`."""
-    params = _params(UserIdParams, call, "delete_user")
-    action = f"delete user {params.user_id}"
+    params = _params(DeleteParams, call, "delete_user")
+    action = f"delete user {params.user_id or params.external_id}"
     with _session(connection, call.timeout_seconds, action) as scim:
-        try:
-            scim.delete(_User, params.user_id)
-        except NotFoundException:
-            return StepOutcome(output={"user_id": params.user_id, "already_gone": True})
-    return StepOutcome(output={"user_id": params.user_id, "already_gone": False})
+        if params.user_id is None:
+            # A create that may have happened: the accounts it stamped, if any (only ours:
+            # the externalId is a key no other account carries).
+            found = _search(scim, _User, f"externalId eq {_literal(params.external_id)}")
+            ids = [str(u.id) for u in found]
+        else:
+            ids = [params.user_id]
+        gone = True
+        for user_id in ids:
+            try:
+                scim.delete(_User, user_id)
+                gone = False
+            except NotFoundException:
+                continue
+    return StepOutcome(output={"user_id": ",".join(ids) or None, "already_gone": gone})
 
 
 def _membership_patch(op: str, user_id: str) -> PatchOp[Group]:
