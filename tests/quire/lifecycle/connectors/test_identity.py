@@ -156,6 +156,23 @@ def test_delete_user_removes_the_account_and_an_account_already_gone_counts_as_d
     assert again == StepOutcome(output={"user_id": user_id, "already_gone": True})
 
 
+def test_a_create_whose_answer_was_lost_is_undone_by_its_idempotency_key(
+    idp: FakeIdentityProvider, connection: ScimConnection
+) -> None:
+    """The step failed for good, so it recorded no user id; its key finds what it made."""
+    idp.add_user("someone-else", external_id="run:other")
+    idp.fail_next(1, kind="error", lose_answer=True, method="POST")
+    failure_of(create_user, connection, step("run:lost", user_name="ada"))
+    assert [u["externalId"] for u in idp.users()] == ["run:other", "run:lost"]
+
+    undone = delete_user(connection, step("run:lost:undo", external_id="run:lost"))
+    nothing = delete_user(connection, step("run:none:undo", external_id="run:none"))
+
+    assert [u["userName"] for u in idp.users()] == ["someone-else"]
+    assert undone.output["already_gone"] is False
+    assert nothing.output == {"user_id": None, "already_gone": True}
+
+
 # -- exactly once ------------------------------------------------------------------------------
 
 
