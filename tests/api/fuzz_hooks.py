@@ -187,10 +187,58 @@ def _payout_details(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _valid_or(model: Any, fallback: dict[str, Any]) -> Any:
+    """A body the domain's own model takes as it is, else `fallback`: rules the schema cannot
+    state (no control characters in a person's name, a mailbox, an http(s) URL)."""
+
+    def rule(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            model.model_validate(body, strict=True)
+        except Exception:
+            return fallback
+        return body
+
+    return rule
+
+
+def _lifecycle_rules() -> dict[str, Any]:
+    from quire.lifecycle.connectors.ai import AiConnection
+    from quire.lifecycle.connectors.chat import ChatConnection
+    from quire.lifecycle.connectors.email import SmtpConnection
+    from quire.lifecycle.webhooks import LifecycleEventIn
+
+    event = {
+        "type": "person.onboard",
+        "timestamp": "2026-01-05T09:00:00+00:00",
+        "data": {
+            "person": {
+                "id": "hr-1",
+                "email": "ada@example.com",
+                "given_name": "Ada",
+                "family_name": "Lovelace",
+            }
+        },
+    }
+    return {
+        "POST /lifecycle/events": _valid_or(LifecycleEventIn, event),
+        "PUT /lifecycle/connections/email": _valid_or(
+            SmtpConnection, {"host": "smtp.example.com", "from_address": "people@example.com"}
+        ),
+        "PUT /lifecycle/connections/chat": _valid_or(
+            ChatConnection, {"webhook_url": "https://chat.example.com/hooks/T0/B0/x"}
+        ),
+        "PUT /lifecycle/connections/ai": _valid_or(
+            AiConnection,
+            {"base_url": "https://ai.example.com/v1", "api_key": "sk-test", "model": "m"},
+        ),
+    }
+
+
 BODY_RULES = {
     "POST /orders": _order_draft,
     "POST /users": _user_draft,
     "PUT /me/payout-details": _payout_details,
+    **_lifecycle_rules(),
 }
 QUERY_RULES = {"GET /ledger/accounts/{account_id}/statement": _statement_query}
 

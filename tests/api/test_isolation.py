@@ -53,6 +53,26 @@ UNCOVERED_ENDPOINTS = {
     ("POST", "/reconciliations/{reconciliation_id}/exceptions/{exception_id}/match"),
     ("POST", "/reconciliations/{reconciliation_id}/exceptions/{exception_id}/write-off"),
     ("GET", "/reconciliations/{reconciliation_id}/data-docs/{path:path}"),
+    # Lifecycle's roles and isolation are tests/api/test_lifecycle.py's; the HR webhook has no
+    # Quire login at all (its Standard Webhooks signature, per tenant, is its authentication).
+    ("POST", "/webhooks/hr/{tenant}"),
+    ("POST", "/lifecycle/events"),
+    ("GET", "/lifecycle/quarantine"),
+    ("GET", "/lifecycle/playbooks/{event_type}"),
+    ("PUT", "/lifecycle/playbooks/{event_type}"),
+    ("GET", "/lifecycle/playbooks/{event_type}/graph.svg"),
+    ("GET", "/lifecycle/playbooks/{event_type}/graph.dot"),
+    ("GET", "/lifecycle/connections"),
+    *(("PUT", f"/lifecycle/connections/{p}") for p in ("identity", "email", "chat", "ai")),
+    *(
+        ("DELETE", f"/lifecycle/connections/{p}")
+        for p in ("identity", "email", "chat", "ai", "hr_webhook")
+    ),
+    ("POST", "/lifecycle/connections/hr_webhook/secret"),
+    ("GET", "/lifecycle/runs"),
+    ("GET", "/lifecycle/runs/{run_id}"),
+    ("GET", "/dead-letters"),
+    ("POST", "/dead-letters/{letter_id}/replay"),
 }
 
 
