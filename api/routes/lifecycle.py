@@ -492,10 +492,14 @@ async def replay_dead_letter(letter_id: LetterId, work: Work, settings: AppSetti
     new flow run. 409 if it was replayed already; 503 when Prefect cannot be reached."""
     configured = await run_in_threadpool(_engine_configured)
     run_id, event_id, slug = await work.write(_replay, letter_id, configured)
-    flow_run_id = await workflows.start_deployment(
-        settings.lifecycle_deployment,
-        {"tenant": slug, "event_id": str(event_id)},
-        idempotency_key=dead_letters.replay_key(run_id, letter_id),
-        tags=["quire", "lifecycle"],
-    )
+    try:
+        flow_run_id = await workflows.start_deployment(
+            settings.lifecycle_deployment,
+            {"tenant": slug, "event_id": str(event_id)},
+            idempotency_key=dead_letters.replay_key(run_id, letter_id),
+            tags=["quire", "lifecycle"],
+        )
+    except Unavailable as exc:  # nothing started it: the letter is open again for a retry
+        await work.write(dead_letters.reopen, letter_id, exc.message)
+        raise
     return ReplayOut(dead_letter_id=letter_id, run_id=run_id, flow_run_id=flow_run_id)

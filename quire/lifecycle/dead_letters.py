@@ -99,6 +99,33 @@ def replay(session: Session, actor: Actor, letter_id: int) -> LifecycleRun:
     return run
 
 
+def reopen(session: Session, actor: Actor, letter_id: int, why: str) -> None:
+    """A replay whose flow run could not be started (Prefect unreachable): the dead letter is
+    open again and its run parked, so a later replay can start it."""
+    actor.require(Role.ADMIN)
+    letter = session.get(DeadLetter, letter_id, with_for_update=True)
+    if letter is None or letter.status != DeadLetterStatus.REPLAYED:
+        return
+    run = session.get(LifecycleRun, letter.run_id)
+    assert run is not None
+    letter.status = DeadLetterStatus.OPEN
+    letter.replayed_by = None
+    letter.replayed_at = None
+    run.status = RunStatus.DEAD_LETTERED
+    run.error = why[:2_000]
+    event = session.get(LifecycleEvent, run.event_id)
+    assert event is not None
+    event.status = EventStatus.DONE
+    audit.record(
+        session,
+        actor,
+        "lifecycle.dead_letter_reopened",
+        "lifecycle_run",
+        run.id,
+        after={"dead_letter": letter.id, "why": why[:500]},
+    )
+
+
 def describe(letter: DeadLetter) -> dict[str, Any]:
     return {
         "id": letter.id,
