@@ -23,7 +23,7 @@ from prefect.states import State
 from pydantic import BaseModel
 
 from quire.errors import NotFound
-from quire.lifecycle import dead_letters, execution, runs, saga, steps
+from quire.lifecycle import dead_letters, execution, report, runs, saga, steps
 from quire.lifecycle.connectors.base import ConnectorFailure
 from quire.lifecycle.models import LifecycleRun, RunStatus, StepStatus
 from quire.lifecycle.playbooks import Playbook, Step
@@ -218,7 +218,8 @@ def finish(ref: RunRef, status: RunStatus, error: str | None = None) -> None:
 
 @task(name="Publish the run's report", cache_policy=NO_CACHE, persist_result=False)
 def publish_report(ref: RunRef) -> None:
-    """The steps as a table (status, attempts, error), and a summary, on the flow run."""
+    """The steps as a table (status, attempts, error), a summary, and the playbook it followed
+    (its steps and waves, linking to the API's picture of its DAG), on the flow run."""
     with flow_database().session(ref.tenant_id) as session:
         run = session.get(LifecycleRun, ref.run_id)
         rows = sorted(
@@ -238,6 +239,16 @@ def publish_report(ref: RunRef) -> None:
         status = str(run.status)
     key = f"lifecycle-{ref.run_id}"
     create_table_artifact(table=table, key=key, description=f"Lifecycle run {ref.run_id}")
+    settings = get_settings()
+    graph = (
+        f"http://{settings.api_host}:{settings.api_port}"
+        f"/lifecycle/playbooks/{ref.event_type}/graph.svg"
+    )
+    create_markdown_artifact(
+        key=f"lifecycle-playbook-{ref.event_type.replace('.', '-')}",
+        markdown=report.playbook_markdown(ref.frozen_playbook(), graph_url=graph),
+        description=f"The {ref.event_type} playbook this run followed (its DAG: {graph})",
+    )
     create_markdown_artifact(
         key=f"{key}-summary",
         markdown=(

@@ -84,6 +84,18 @@ def test_a_new_specialist_is_onboarded_everywhere_by_the_shipped_playbook(
     assert contract.read_text(encoding="utf-8").count("Specialist agreement") >= 1
     with flow_env.session(tenant.tenant_id) as session:
         assert session.get(LifecycleEvent, event_id).status == "done"
+    # What ops see in the Prefect UI: the steps' table, a summary, the playbook and its DAG.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = [f"lifecycle-{outcome.run_id}", "lifecycle-playbook-person-onboard"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert set(by_key) == set(keys)
+    assert "graph.svg" in str(by_key["lifecycle-playbook-person-onboard"].data)
 
 
 def test_a_step_failing_for_good_undoes_what_was_done_and_parks_the_run(
