@@ -3,21 +3,22 @@
 Plain Python: the Prefect tasks in `tasks/lifecycle.py` call these and add what Prefect is
 for (retries with backoff and jitter, timeouts, concurrency, the UI). One attempt:
 
-1. a step the saga log says is done (succeeded, or skipped) is not done again: its recorded
+1. the provider's circuit breaker admits the call or refuses it at once (`BreakerOpen`),
+   before anything is loaded or rendered;
+2. a step the saga log says is done (succeeded, or skipped) is not done again: its recorded
    output is returned (a resumed or replayed run picks up where it stopped);
-2. its `when` is evaluated against the run's context; false: skipped;
-3. its parameters are rendered from the context (the event, the person, the tenant and the
+3. its `when` is evaluated against the run's context; false: skipped;
+4. its parameters are rendered from the context (the event, the person, the tenant and the
    outputs of the steps it follows);
-4. its connection is found (none for an optional provider: skipped);
-5. the attempt is counted, committed before the call;
-6. the provider's circuit breaker admits the call or refuses it at once (`BreakerOpen`);
+5. its connection is found (none for an optional provider: skipped);
+6. the attempt is counted, committed before the call;
 7. the connector is called with the step's idempotency key (`<run id>:<step id>`, the same on
    every attempt and every replay);
 8. the outcome goes into the saga log (output, undo) and the breaker hears of it.
 
 A compensation calls the step's compensating kind with the undo the step recorded. It is not
-refused by an open breaker: undoing is the one call that must be made, and its retries wait
-longer than the breaker stays open.
+refused by an open breaker: undoing is the one call that must be made; what its retries could
+not undo, the maintenance flow tries again later.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def attempt_step(rt: Runtime, tenant_id: uuid.UUID, run_id: uuid.UUID, step: Ste
     step_id = step.id
     binding = steps.binding(step.kind)
     missing: steps.NotConfigured | None = None
+    if binding.provider in steps.REMOTE:
+        # First: an open breaker fails the step before anything is loaded or rendered.
+        breaker.admit(rt.database, tenant_id, binding.provider, rt.breaker_policy)
     with rt.database.session(tenant_id, write=True) as session:
         run = session.get(LifecycleRun, run_id)
         row = saga.step_of(session, run_id, step_id)
@@ -142,7 +146,7 @@ def attempt_step(rt: Runtime, tenant_id: uuid.UUID, run_id: uuid.UUID, step: Ste
         params=params,
         timeout_seconds=step.timeout_seconds,
     )
-    outcome = _call(rt, binding, connection, call, admit=True)
+    outcome = _call(rt, binding, connection, call)
     compensation = step.compensation()
     with rt.database.session(tenant_id, write=True) as session:
         row = saga.step_of(session, run_id, step_id)
@@ -162,13 +166,9 @@ def record_attempt_error(
         saga.attempt_failed(row, error)
 
 
-def _call(
-    rt: Runtime, binding: steps.Binding, connection: Any, call: StepCall, *, admit: bool
-) -> StepOutcome:
-    """The connector call, between the breaker's admission and its bookkeeping."""
+def _call(rt: Runtime, binding: steps.Binding, connection: Any, call: StepCall) -> StepOutcome:
+    """The connector call, and what the provider's breaker hears of it."""
     remote = binding.provider in steps.REMOTE
-    if remote and admit:
-        breaker.admit(rt.database, call.tenant_id, binding.provider, rt.breaker_policy)
     try:
         outcome = binding.load()(connection, call)
     except TransientFailure:
@@ -213,7 +213,7 @@ def compensate_step(rt: Runtime, tenant_id: uuid.UUID, saga_step_id: int) -> boo
         params=params,
         timeout_seconds=30.0,
     )
-    _call(rt, binding, connection, call, admit=False)
+    _call(rt, binding, connection, call)
     with rt.database.session(tenant_id, write=True) as session:
         row = session.get(SagaStep, saga_step_id)
         saga.compensated(row)
