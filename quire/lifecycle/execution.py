@@ -217,6 +217,7 @@ def compensate_step(rt: Runtime, tenant_id: uuid.UUID, saga_step_id: int) -> boo
     with rt.database.session(tenant_id, write=True) as session:
         row = session.get(SagaStep, saga_step_id)
         saga.compensated(row)
+        saga.audited(session, row, "compensated")
     return True
 
 

@@ -17,11 +17,34 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from quire.audit import service as audit
 from quire.db import utcnow
 from quire.lifecycle.connectors.base import StepOutcome
 from quire.lifecycle.models import SagaStep, StepStatus
 
 DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
+
+
+def audited(session: Session, step: SagaStep, what: str) -> None:
+    """Every step's end (done, failed, parked, undone) in the audit log too, by Quire itself:
+    the saga log says how, the audit log says that it happened, with the rest of the tenant's
+    history."""
+    audit.record(
+        session,
+        None,
+        f"lifecycle.step_{what}",
+        "lifecycle_run",
+        step.run_id,
+        after={
+            "step": step.step_id,
+            "kind": step.kind,
+            "status": str(step.status),
+            "attempts": step.attempts,
+            "error": (step.error or "")[:500] or None,
+        },
+    )
+
+
 ERROR_MAX = 2_000  # characters of an error kept (the rest is in the flow run's logs)
 
 
@@ -61,6 +84,7 @@ def succeeded(
     step.position = int(last or 0) + 1
     step.error = None
     step.finished_at = utcnow()
+    audited(session, step, "succeeded")
 
 
 def skipped(session: Session, step: SagaStep, why: str) -> None:
@@ -79,6 +103,7 @@ def failed_for_good(session: Session, step: SagaStep, error: str, *, parked: boo
     step.status = StepStatus.PARKED if parked else StepStatus.FAILED
     step.error = error[:ERROR_MAX]
     step.finished_at = utcnow()
+    audited(session, step, "parked" if parked else "failed")
 
 
 def maybe_acted(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from quire.audit.models import AuditEntry
 from quire.db import Database, utcnow
 from quire.lifecycle import service
 from quire.lifecycle.models import (
@@ -84,6 +85,15 @@ def test_a_new_specialist_is_onboarded_everywhere_by_the_shipped_playbook(
     assert contract.read_text(encoding="utf-8").count("Specialist agreement") >= 1
     with flow_env.session(tenant.tenant_id) as session:
         assert session.get(LifecycleEvent, event_id).status == "done"
+        audited = session.scalars(
+            select(AuditEntry.after).where(
+                AuditEntry.action == "lifecycle.step_succeeded",
+                AuditEntry.object_id == str(outcome.run_id),
+            )
+        ).all()
+        assert sorted(a["step"] for a in audited) == sorted(
+            s for s, r in steps.items() if r.status == "succeeded"
+        )
     # What ops see in the Prefect UI: the steps' table, a summary, the playbook and its DAG.
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
