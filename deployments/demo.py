@@ -191,9 +191,12 @@ def run(*, exit_when_done: bool = False) -> int:
 
 
 def deployments_served(*names: str) -> bool:
-    """Do these deployments (default: the relay and the QA pipeline) exist on the server yet?"""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
+    """Do these deployments (default: the relay and the QA pipeline) exist on the server yet?
+
+    Asked with one plain HTTP request per deployment rather than through Prefect's client:
+    the demo asks every second while it waits, and a Ctrl-C or SIGTERM landing inside the
+    client's own threads and event loop could leave the demo hanging instead of stopping."""
+    from urllib.parse import quote
 
     settings = get_settings()
     wanted = names or (
@@ -202,12 +205,17 @@ def deployments_served(*names: str) -> bool:
         settings.payroll_deployment,
         settings.reconciliation_deployment,
     )
-    with get_client(sync_client=True) as client:
-        try:
-            for name in wanted:
-                client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            return False
+    api_url = os.environ["PREFECT_API_URL"].rstrip("/")
+    with httpx.Client(timeout=10) as http:
+        for name in wanted:
+            flow_name, _, deployment = name.partition("/")
+            path = f"/deployments/name/{quote(flow_name, safe='')}/{quote(deployment, safe='')}"
+            try:
+                answer = http.get(api_url + path)
+            except httpx.HTTPError:
+                return False
+            if answer.status_code != 200:
+                return False
     return True
 
 
