@@ -162,9 +162,11 @@ class DeleteParams(_Params):
 
 
 class GroupsParams(_Params):
-    """`add_to_groups` and `remove_from_groups`: group displayNames."""
+    """`add_to_groups` and `remove_from_groups`: the account by its id at the provider or by
+    its userName (HR knows the name, rarely the provider's id), and group displayNames."""
 
-    user_id: str = Field(min_length=1)
+    user_id: str | None = Field(default=None, min_length=1)
+    user_name: str | None = Field(default=None, min_length=1)
     groups: list[str]
 
     _groups_listed = field_validator("groups", mode="before")(_one_or_many)
@@ -175,6 +177,12 @@ class GroupsParams(_Params):
         if any(not name.strip() for name in groups):
             raise ValueError("a group name is empty")
         return list(dict.fromkeys(name.strip() for name in groups))
+
+    @model_validator(mode="after")
+    def _one(self) -> GroupsParams:
+        if (self.user_id is None) == (self.user_name is None):
+            raise ValueError("name the account by user_id or by user_name (one of them)")
+        return self
 
 
 class DeactivateParams(_Params):
@@ -476,40 +484,56 @@ def _change_membership(
     connection: ScimConnection, call: StepCall, kind: str, join: bool
 ) -> StepOutcome:
     params = _params(GroupsParams, call, kind)
-    action = f"{kind} for user {params.user_id}"
+    action = f"{kind} for user {params.user_id or repr(params.user_name)}"
     changed: list[str] = []
     with _session(connection, call.timeout_seconds, action) as scim:
+        user_id = params.user_id
+        if user_id is None:
+            users = _users_named(scim, cast(str, params.user_name))
+            if not users and join:
+                raise PermanentFailure(_IDENTITY, f"{action}: no user named {params.user_name!r}")
+            if not users:
+                # No account, no memberships: nothing to remove, and no reason to fail an exit.
+                missing = {"user_id": None, "groups": [], "missing_groups": []}
+                return StepOutcome(output={**missing, "missing_user": True})
+            user_id = cast(str, users[0].id)
         groups = _groups_named(scim, params.groups, action, all_must_exist=join)
         for name, group in groups.items():
-            if _is_member(group, params.user_id) == join:
+            if _is_member(group, user_id) == join:
                 continue  # already as asked: not ours to undo
             try:
-                patch = _membership_patch("add" if join else "remove", params.user_id)
+                patch = _membership_patch("add" if join else "remove", user_id)
                 scim.modify(Group, group.id, patch)
             except NoTargetException:
                 continue  # left the group meanwhile
             changed.append(name)
-    output: dict[str, Any] = {"user_id": params.user_id, "groups": changed}
+    output: dict[str, Any] = {"user_id": user_id, "groups": changed}
     if not join:
         output["missing_groups"] = [name for name in params.groups if name not in groups]
-    undo = {"user_id": params.user_id, "groups": changed} if changed else None
+        output["missing_user"] = False
+    undo = {"user_id": user_id, "groups": changed} if changed else None
     return StepOutcome(output=output, undo=undo)
 
 
 @_sealed
 def add_to_groups(connection: ScimConnection, call: StepCall) -> StepOutcome:
-    """Make the user a member of each group (displayNames); every group must exist, or nothing
-    is changed. Output and undo `{"user_id", "groups"}`: the groups it actually joined (undo
-    None if none: the user was in all of them already)."""
+    """Make the user (by `user_id`, or found by `user_name`) a member of each group
+    (displayNames); the account and every group must exist, or nothing is changed. Output and
+    undo `{"user_id", "groups"}`, by id even when named by userName (so the compensation does
+    not look the name up again): the groups it actually joined (undo None if none: the user
+    was in all of them already)."""
     return _change_membership(connection, call, "add_to_groups", join=True)
 
 
 @_sealed
 def remove_from_groups(connection: ScimConnection, call: StepCall) -> StepOutcome:
-    """Take the user out of each group (the compensation of `add_to_groups`, and an exit step).
-    A group that does not exist holds no membership, so it is listed in `missing_groups` rather
-    than failing a compensation or an exit. Output `{"user_id", "groups", "missing_groups"}`;
-    undo `{"user_id", "groups"}`: the groups it actually left (None if none)."""
+    """Take the user (by `user_id`, or found by `user_name`) out of each group (the
+    compensation of `add_to_groups`, and an exit step). A group that does not exist holds no
+    membership, so it is listed in `missing_groups` rather than failing a compensation or an
+    exit; likewise an account that no user_name finds has no memberships to remove: the step
+    succeeds with `missing_user` true, `user_id` None and nothing looked up or changed.
+    Output `{"user_id", "groups", "missing_groups", "missing_user"}`; undo
+    `{"user_id", "groups"}` by id: the groups it actually left (None if none)."""
     return _change_membership(connection, call, "remove_from_groups", join=False)
 
 

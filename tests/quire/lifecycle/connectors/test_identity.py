@@ -73,6 +73,17 @@ def onboard(connection: ScimConnection, user_name: str = "ada") -> str:
     return str(outcome.output["user_id"])
 
 
+def rename(idp: FakeIdentityProvider, user_id: str, user_name: str) -> None:
+    """Someone at the identity provider changes the account's userName (a SCIM PATCH)."""
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "userName", "value": user_name}],
+    }
+    headers = {"Authorization": f"Bearer {idp.token}"}
+    with httpx.Client(base_url=idp.base_url, headers=headers) as http:
+        http.patch(f"/Users/{user_id}", json=patch).raise_for_status()
+
+
 # -- accounts ----------------------------------------------------------------------------------
 
 
@@ -287,18 +298,30 @@ def test_add_to_groups_when_already_a_member_of_all_changes_nothing_and_has_noth
     assert idp.members_of("staff") == [user_id]
 
 
-def test_add_to_groups_with_a_missing_group_fails_permanently_naming_it_and_changes_nothing(
-    idp: FakeIdentityProvider, connection: ScimConnection
+@pytest.mark.parametrize(
+    ("user_name", "groups", "named"),
+    [
+        (None, ["staff", "no-such-team"], "no such group: 'no-such-team'"),
+        ("nobody", ["staff"], "no user named 'nobody'"),
+    ],
+    ids=["missing-group", "unknown-user-name"],
+)
+def test_add_to_groups_with_a_missing_group_or_account_fails_permanently_naming_it(
+    idp: FakeIdentityProvider,
+    connection: ScimConnection,
+    user_name: str | None,
+    groups: list[str],
+    named: str,
 ) -> None:
+    """Nothing is changed: not the groups that exist, not another account's memberships."""
     idp.add_group("staff")
-    user_id = onboard(connection)
+    user_id = onboard(connection, "ada")
+    account = {"user_name": user_name} if user_name else {"user_id": user_id}
 
-    refused = failure_of(
-        add_to_groups, connection, step(user_id=user_id, groups=["staff", "no-such-team"])
-    )
+    refused = failure_of(add_to_groups, connection, step(groups=groups, **account))
 
     assert isinstance(refused, PermanentFailure)
-    assert "no-such-team" in refused.detail
+    assert named in refused.detail
     assert idp.members_of("staff") == []
 
 
@@ -321,6 +344,7 @@ def test_remove_from_groups_leaves_each_group_and_undo_lists_only_the_groups_it_
         "user_id": user_id,
         "groups": ["staff", "writers"],
         "missing_groups": ["disbanded"],
+        "missing_user": False,
     }
     assert outcome.undo == {"user_id": user_id, "groups": ["staff", "writers"]}
     assert idp.members_of("staff") == idp.members_of("writers") == [other_id]
@@ -340,6 +364,103 @@ def test_add_then_its_compensation_restores_the_memberships(
 
     assert idp.members_of("staff") == [user_id]
     assert idp.members_of("writers") == []
+
+
+def test_group_steps_find_the_account_by_user_name_and_record_its_id(
+    idp: FakeIdentityProvider, connection: ScimConnection
+) -> None:
+    """HR knows the userName, rarely the provider's id: the steps look the name up (whatever
+    its case), and what they record names the account by id."""
+    for name in ("staff", "writers"):
+        idp.add_group(name)
+    user_id = onboard(connection, "Ada.Lovelace")
+    other_id = onboard(connection, "bo")
+    add_to_groups(connection, step(user_id=other_id, groups=["staff", "writers"]))
+
+    joined = add_to_groups(connection, step(user_name="ada.lovelace", groups=["staff", "writers"]))
+    assert joined == StepOutcome(
+        output={"user_id": user_id, "groups": ["staff", "writers"]},
+        undo={"user_id": user_id, "groups": ["staff", "writers"]},
+    )
+    assert idp.members_of("staff") == idp.members_of("writers") == [other_id, user_id]
+
+    left = remove_from_groups(connection, step(user_name="Ada.Lovelace", groups=["writers"]))
+    assert left == StepOutcome(
+        output={
+            "user_id": user_id,
+            "groups": ["writers"],
+            "missing_groups": [],
+            "missing_user": False,
+        },
+        undo={"user_id": user_id, "groups": ["writers"]},
+    )
+    assert idp.members_of("staff") == [other_id, user_id]
+    assert idp.members_of("writers") == [other_id]
+
+
+def test_the_undo_of_a_group_step_by_user_name_works_by_id_even_after_a_rename(
+    idp: FakeIdentityProvider, connection: ScimConnection
+) -> None:
+    """The compensation does not look the name up again: it finds the account the step
+    changed, not whichever account carries that name by then. Undone last first, as a saga
+    undoes."""
+    for name in ("staff", "writers"):
+        idp.add_group(name)
+    user_id = onboard(connection, "ada")
+    joined = add_to_groups(connection, step(user_name="ada", groups=["staff", "writers"]))
+    left = remove_from_groups(connection, step(user_name="ada", groups=["staff"]))
+    rename(idp, user_id, "ada.byron")
+    assert joined.undo is not None
+    assert left.undo is not None
+
+    add_to_groups(connection, step(**left.undo))
+    assert idp.members_of("staff") == idp.members_of("writers") == [user_id]
+    remove_from_groups(connection, step(**joined.undo))
+    assert idp.members_of("staff") == idp.members_of("writers") == []
+
+
+def test_removing_an_unknown_user_name_from_groups_succeeds_saying_the_account_is_missing(
+    idp: FakeIdentityProvider, connection: ScimConnection
+) -> None:
+    """An account that does not exist has no memberships: like a missing group, it does not
+    fail an exit or a compensation. Nothing past the name's lookup is asked or changed."""
+    idp.add_group("staff")
+    user_id = onboard(connection, "ada")
+    add_to_groups(connection, step(user_id=user_id, groups=["staff"]))
+    idp.reset_counters()
+
+    outcome = remove_from_groups(
+        connection, step(user_name="nobody", groups=["staff", "disbanded"])
+    )
+
+    assert outcome == StepOutcome(
+        output={"user_id": None, "groups": [], "missing_groups": [], "missing_user": True},
+        undo=None,
+    )
+    assert idp.requests_seen == 1
+    assert idp.members_of("staff") == [user_id]
+
+
+@pytest.mark.parametrize("step_function", [add_to_groups, remove_from_groups])
+@pytest.mark.parametrize(
+    "account",
+    [{}, {"user_id": "u-1", "user_name": "ada"}, {"user_id": "", "user_name": " "}],
+    ids=["neither", "both", "both-blank"],
+)
+def test_a_group_step_names_the_account_by_user_id_or_by_user_name_not_both_nor_neither(
+    idp: FakeIdentityProvider,
+    connection: ScimConnection,
+    step_function: Any,
+    account: dict[str, str],
+) -> None:
+    idp.reset_counters()
+
+    refused = failure_of(step_function, connection, step(groups=["staff"], **account))
+
+    assert isinstance(refused, PermanentFailure)
+    assert "bad parameters" in refused.detail
+    assert "name the account by user_id or by user_name (one of them)" in refused.detail
+    assert idp.requests_seen == 0
 
 
 def test_deleting_an_account_takes_it_out_of_its_groups(
