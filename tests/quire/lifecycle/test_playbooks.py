@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quire.errors import Invalid, NotFound
+from quire.lifecycle.connectors.identity import GroupsParams
 from quire.lifecycle.kinds import KINDS
 from quire.lifecycle.models import EVENT_TYPES as STORED_EVENT_TYPES
 from quire.lifecycle.playbooks import (
@@ -281,12 +282,35 @@ def test_the_exit_renders_for_full_and_minimal_events():
 
 def test_the_transfer_moves_only_the_groups_that_change():
     steps = rendered("person.transfer", FULL_PERSON)
-    assert steps["leave_groups"] == {"user_id": "scim-77", "groups": ["fr"]}
-    assert steps["join_groups"] == {"user_id": "scim-77", "groups": ["de"]}
+    assert steps["leave_groups"] == {"user_id": "scim-77", "user_name": None, "groups": ["fr"]}
+    assert steps["join_groups"] == {"user_id": "scim-77", "user_name": None, "groups": ["de"]}
     assert steps["tell_manager"]["to"] == "max@example.com"
     minimal = rendered("person.transfer", MINIMAL_PERSON)
     assert minimal["leave_groups"] is None
     assert minimal["join_groups"] is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "account"),
+    [
+        ({}, {"user_id": "scim-77", "user_name": None}),
+        ({"attributes": {}}, {"user_id": None, "user_name": "zobrien"}),
+        ({"attributes": {"identity_id": ""}}, {"user_id": None, "user_name": "zobrien"}),
+        ({"attributes": {}, "user_name": None}, {"user_id": None, "user_name": "zoe@example.com"}),
+    ],
+    ids=["identity-id", "no-identity-id", "blank-identity-id", "no-user-name-either"],
+)
+def test_the_transfer_names_the_account_by_identity_id_if_hr_sends_one_else_by_user_name(
+    changes: dict[str, Any], account: dict[str, Any]
+):
+    """HR rarely knows the account's id at the identity provider: without it the group steps
+    look the account up by userName, as onboarding made it. Exactly one of the two is given,
+    which is what the group steps' strict parameters accept."""
+    steps = rendered("person.transfer", {**FULL_PERSON, **changes})
+    for step_id in ("leave_groups", "join_groups"):
+        params = steps[step_id]
+        assert {k: params[k] for k in ("user_id", "user_name")} == account
+        GroupsParams.model_validate(params)
 
 
 # -- one problem, one path ---------------------------------------------------------------------
@@ -578,7 +602,7 @@ def test_several_problems_are_all_reported_at_once_in_path_order():
         "steps[0].kind",
         "steps[1].needs[0]",
         "steps[1].needs[1]",
-        "steps[1].params.user_id",
+        "steps[1].params",
         "steps[2].params.to",
         "steps[3].id",
         "steps[3].when",
