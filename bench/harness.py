@@ -27,8 +27,8 @@ import httpx
 import psycopg
 
 from deployments import processes
+from deployments.net import HOST, free_port
 from tests.support import postgres
-from tests.support.net import HOST, free_port
 from tests.support.postgres import admin_dsn
 
 __all__ = [

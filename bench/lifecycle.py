@@ -111,6 +111,7 @@ def playbook() -> dict[str, Any]:
 
 def seed(url: str, idp: Any, smtp_port: int, chat_url: str) -> World:
     os.environ.setdefault("QUIRE_PASSWORD_HASH_PROFILE", "cheapest")
+    from deployments.local_idp import DEFAULT_TOKEN
     from migrations.upgrade import upgrade
     from quire.db import Database
     from quire.lifecycle import connections, service
@@ -120,7 +121,6 @@ def seed(url: str, idp: Any, smtp_port: int, chat_url: str) -> World:
     from quire.people.models import Role
     from quire.people.schemas import UserDraft
     from quire.settings import get_settings
-    from tests.support.fake_scim import DEFAULT_TOKEN
 
     database = Database(url)
     upgrade(database)
@@ -296,9 +296,9 @@ def _final(ids: Sequence[uuid.UUID]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tests.flows.mailbox import Mailbox
-    from tests.support.fake_chat import FakeChat
-    from tests.support.fake_scim import FakeIdentityProvider
+    from deployments.local_chat import LocalChat
+    from deployments.local_idp import LocalIdentityProvider
+    from deployments.local_smtp import LocalMailbox
 
     opts = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="quire-bench-lifecycle-") as tmp:
@@ -315,9 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with (
             Databases("lifecycle", opts.admin_url, opts.keep) as dbs,
-            FakeIdentityProvider() as idp,
-            Mailbox() as mailbox,
-            FakeChat() as chat,
+            LocalIdentityProvider() as idp,
+            LocalMailbox() as mailbox,
+            LocalChat() as chat,
         ):
             idp.add_group("writers")
             url = dbs.url(dbs.create(), "postgresql+psycopg")

@@ -4,6 +4,12 @@
     -> start `prefect server start` (API and UI; its own SQLite database under the data
        directory) and `quire worker` (every deployment, served)
     -> start the API
+    -> start the tenant's identity provider (scim2-server's SCIM 2.0 app), mail server
+       (aiosmtpd) and chat webhook (Slack's protocol) on local ports, as stand-ins for theirs
+    -> the admin connects them through the API; the HR system's signed webhook onboards a new
+       specialist: the relay starts a `lifecycle` flow run, whose steps create her account at
+       the identity provider, her specialist record, her contract, her welcome mail and the
+       team's announcement, printed as they finish
     -> specialists log in, claim and submit through the HTTP API
     -> the outbox relay starts one QA run per submission; the checks run
     -> the demo reviewer approves through the API, which resumes the suspended runs
@@ -25,20 +31,26 @@ server) within seconds: see `deployments/processes.py`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from deployments import demo_bank, prefect_server
+from deployments import demo_bank, demo_hr, prefect_server
 from deployments.demo_tenant import DEMO_PASSWORD, DEMO_TENANT
+from deployments.local_chat import LocalChat
+from deployments.local_idp import LocalIdentityProvider
+from deployments.local_smtp import LocalMailbox
+from deployments.net import free_port_from
 from deployments.processes import sigterm_as_interrupt, start, stop, uninterrupted
 from quire.db import Database
 from quire.money import format_minor
@@ -65,11 +77,31 @@ WORK = {
         "were renumbered and every citation was checked against its source.",
     ),
 }
+ADMIN = "admin@demo.quire"
 REVIEWER = "reviewer@demo.quire"
 FINANCE = "finance@demo.quire"
 APPROVER = "finance2@demo.quire"
 # No FX provider is reachable offline: the demo converts with a rates file in the ECB's format.
 DEMO_FX_RATES = Path(__file__).with_name("demo_fx_rates.xml")
+
+
+@dataclass(frozen=True)
+class TenantSystems:
+    """The systems a tenant's lifecycle playbooks act on, as local stand-ins."""
+
+    idp: LocalIdentityProvider
+    mailbox: LocalMailbox
+    chat: LocalChat
+
+    def start(self) -> None:
+        self.idp.start()
+        self.mailbox.start()
+        self.chat.start()
+
+    def stop(self) -> None:
+        self.chat.stop()
+        self.mailbox.stop()
+        self.idp.stop()
 
 
 def step(message: str) -> None:
@@ -123,7 +155,7 @@ def run(*, exit_when_done: bool = False) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     home = data / "prefect"
     host = "127.0.0.1"
-    port = int(os.environ.get("PREFECT_SERVER_API_PORT") or 0) or prefect_server.free_port_from(
+    port = int(os.environ.get("PREFECT_SERVER_API_PORT") or 0) or free_port_from(
         prefect_server.DEFAULT_PORT
     )
     # Prefect keeps its own database (runs, artifacts) and results under the data directory;
@@ -142,8 +174,17 @@ def run(*, exit_when_done: bool = False) -> int:
 
     children: list[subprocess.Popen[bytes]] = []  # the server's clients: they stop first
     servers: list[subprocess.Popen[bytes]] = []
+    # The tenant's identity provider, mail server and chat: threads of this process.
+    tenant_systems = TenantSystems(
+        idp=LocalIdentityProvider(token=f"demo-idp-{uuid.uuid4().hex}"),
+        mailbox=LocalMailbox(directory=data / "mail"),
+        chat=LocalChat(),
+    )
+    for group in demo_hr.NEW_SPECIALIST["groups"]:
+        tenant_systems.idp.add_group(group)
     with sigterm_as_interrupt():
         try:
+            tenant_systems.start()
             step(f"starting the Prefect server on port {port} (takes ~10-40 s)")
             server_log = logs / "prefect-server.log"
             server = start(prefect_server.server_command(host, port), server_log, env=server_env)
@@ -173,7 +214,7 @@ def run(*, exit_when_done: bool = False) -> int:
                 180,
             )
             walk_started = time.monotonic()
-            summary = walk_through(api)
+            summary = walk_through(api, tenant_systems)
             summary["seconds"] = time.monotonic() - walk_started
             print_summary(summary, api.base_url, api_url.removesuffix("/api"))
             if exit_when_done:
@@ -188,6 +229,7 @@ def run(*, exit_when_done: bool = False) -> int:
             with uninterrupted():
                 stop(children)  # before the server: the worker pauses its schedules there
                 stop(servers)
+                tenant_systems.stop()
 
 
 def deployments_served(*names: str) -> bool:
@@ -204,6 +246,7 @@ def deployments_served(*names: str) -> bool:
         settings.qa_deployment,
         settings.payroll_deployment,
         settings.reconciliation_deployment,
+        settings.lifecycle_deployment,
     )
     api_url = os.environ["PREFECT_API_URL"].rstrip("/")
     with httpx.Client(timeout=10) as http:
@@ -219,9 +262,10 @@ def deployments_served(*names: str) -> bool:
     return True
 
 
-def walk_through(api: Api) -> dict[str, Any]:
-    for email in (*WORK, REVIEWER, FINANCE):
+def walk_through(api: Api, systems: TenantSystems) -> dict[str, Any]:
+    for email in (ADMIN, *WORK, REVIEWER, FINANCE):
         api.login(email)
+    onboarding = onboard_a_specialist(api, systems)
     open_orders = api.call(REVIEWER, "GET", "/orders", params={"status": "open", "limit": 200})
     by_title = {o["title"]: o for o in open_orders.json()["items"]}
 
@@ -271,11 +315,127 @@ def walk_through(api: Api) -> dict[str, Any]:
     reconciliations = reconcile_the_month(api, payroll)
     accounts = api.call(FINANCE, "GET", "/ledger/accounts").json()
     return {
+        "onboarding": onboarding,
         "orders": list(claimed.values()),
         "accounts": accounts,
         "payroll": payroll,
         "reconciliations": reconciliations,
     }
+
+
+def onboard_a_specialist(api: Api, systems: TenantSystems) -> dict[str, Any]:
+    """The admin connects the tenant's identity provider, mail server and chat and gives HR its
+    webhook secret; HR's signed `person.onboard` arrives; the relay starts the lifecycle run,
+    whose steps are printed as they finish. The run's final state, as the API shows it."""
+    person = demo_hr.NEW_SPECIALIST
+    idp, mailbox, chat = systems.idp, systems.mailbox, systems.chat
+    step(
+        f"{ADMIN} connects the identity provider (SCIM 2.0 at {idp.base_url}), the mail server "
+        f"(SMTP on {mailbox.host}:{mailbox.port}) and the chat webhook through the API; their "
+        "secrets are sealed"
+    )
+    api.call(
+        ADMIN,
+        "PUT",
+        "/lifecycle/connections/identity",
+        json={"base_url": idp.base_url, "bearer_token": idp.token},
+    ).raise_for_status()
+    api.call(
+        ADMIN,
+        "PUT",
+        "/lifecycle/connections/email",
+        json={
+            "host": mailbox.host,
+            "port": mailbox.port,
+            "from_address": "people@demo.quire",
+            "starttls": False,
+        },
+    ).raise_for_status()
+    api.call(
+        ADMIN, "PUT", "/lifecycle/connections/chat", json={"webhook_url": chat.url}
+    ).raise_for_status()
+    made = api.call(ADMIN, "POST", "/lifecycle/connections/hr_webhook/secret")
+    made.raise_for_status()
+    secret = made.json()["secret"]
+    step(f"{ADMIN} generates the HR webhook's signing secret and hands it to the HR system")
+
+    today = dt.date.today()
+    event = demo_hr.onboarding(person, start_date=today + dt.timedelta(days=7 - today.weekday()))
+    forged = demo_hr.deliver(api.http, DEMO_TENANT, "whsec_" + "A" * 44, event, "msg_forged")
+    step(
+        f"a delivery signed with any other secret is refused: {forged.status_code}, nothing stored"
+    )
+    answer = demo_hr.deliver(api.http, DEMO_TENANT, secret, event, demo_hr.WEBHOOK_ID)
+    answer.raise_for_status()
+    receipt = answer.json()
+    name = f"{person['given_name']} {person['family_name']}"
+    if receipt["status"] == "duplicate":
+        step(
+            f"HR's person.onboard for {name} was delivered before (an earlier demo): "
+            f"{answer.status_code}, acknowledged, not run again; showing that run"
+        )
+    else:
+        step(
+            f"the HR system signs and sends person.onboard for {name}: "
+            f"{answer.status_code} {receipt['status']}"
+        )
+        step("the outbox relay starts one `lifecycle` flow run for the event")
+        from prefect.deployments import run_deployment
+
+        run_deployment("outbox-relay/outbox-relay", timeout=300)
+
+    def the_run() -> dict[str, Any] | None:
+        runs = api.call(ADMIN, "GET", "/lifecycle/runs", params={"limit": 50}).json()
+        return next((r for r in runs if r["event_id"] == receipt["event_id"]), None)
+
+    shown: set[str] = set()
+    finished = {"completed", "completed_with_failures", "compensated", "dead_lettered", "cancelled"}
+
+    def show_steps() -> dict[str, Any] | None:
+        run = the_run()
+        for item in (run or {}).get("steps", []):
+            if item["status"] in ("pending", "running") or item["step_id"] in shown:
+                continue
+            shown.add(item["step_id"])
+            print(
+                f"    {item['step_id']:<14} {item['kind']:<26} {item['status']}"
+                f"{_step_detail(item)}",
+                flush=True,
+            )
+        return run if run and run["status"] in finished else None
+
+    run = wait_for("the onboarding run", show_steps, 300)
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    where = f"{ui}/runs/flow-run/{run['flow_run_id']}" if run.get("flow_run_id") else "Prefect"
+    step(f"the onboarding run is {run['status']} (its graph and artifacts: {where})")
+    accounts = [u for u in idp.users() if u["userName"] == person["email"]]
+    for account in accounts:
+        groups = [g["displayName"] for g in idp.groups() if account["id"] in g["members"]]
+        step(
+            f"the identity provider holds {account['userName']}'s account "
+            f"({'active' if account['active'] else 'inactive'}; groups: {', '.join(groups)})"
+        )
+    for message, path in zip(mailbox.messages, mailbox.files, strict=False):
+        step(f"the mail server received '{message['Subject']}' for {message['To']} ({path})")
+    for posted in chat.messages:
+        step(f"the team's chat received: {posted.get('text', '')}")
+    return {"run": run, "accounts": accounts, "mails": [str(p) for p in mailbox.files]}
+
+
+def _step_detail(item: dict[str, Any]) -> str:
+    """What a person wants to see of a finished step: the account, the file, why skipped."""
+    output = item.get("output") or {}
+    for key, label in (
+        ("user_name", "account"),
+        ("groups", "joined"),
+        ("path", "file"),
+        ("message_id", "message"),
+        ("skipped", "skipped"),
+    ):
+        value = output.get(key)
+        if value:
+            return f"  ({label}: {', '.join(value) if isinstance(value, list) else value})"
+    return f"  ({item['error']})" if item.get("error") else ""
 
 
 def pay_the_month(api: Api) -> dict[str, Any]:
@@ -375,6 +535,14 @@ def data_docs_index(reconciliation_id: str) -> str | None:
 
 def print_summary(summary: dict[str, Any], api_url: str, ui_url: str) -> None:
     print("\nSummary", flush=True)
+    onboarding = summary.get("onboarding")
+    if onboarding:
+        run = onboarding["run"]
+        done = sum(s["status"] == "succeeded" for s in run["steps"])
+        print(
+            f"  onboarded {demo_hr.NEW_SPECIALIST['email']}: run {run['status']}, "
+            f"{done} of {len(run['steps'])} steps done"
+        )
     for order in summary["orders"]:
         fee = format_minor(order["fee_minor"], order["currency"])
         print(f"  accepted  {order['title']}  (fee {fee})")

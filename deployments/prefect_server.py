@@ -7,7 +7,6 @@ home and its own SQLite database under Quire's data directory and logs to a file
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -17,18 +16,6 @@ DEFAULT_PORT = 4200  # Prefect's own default; the next free port if it is taken
 
 # The `prefect` of this interpreter's environment, not whatever is first on PATH.
 PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-def free_port_from(port: int, host: str = "127.0.0.1", tries: int = 100) -> int:
-    """The first port from `port` on that nothing listens on at `host`."""
-    for candidate in range(port, port + tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, candidate))
-            except OSError:
-                continue
-            return candidate
-    raise RuntimeError(f"no free port in {port}..{port + tries - 1} on {host}")
 
 
 # SQLite has one writer at a time. Prefect already runs it in WAL mode with a 60 s busy timeout,

@@ -23,11 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deployments.net import free_port
 from migrations.upgrade import upgrade
 from quire.db import Database
 from quire.settings import Settings
 from tests.support import postgres
-from tests.support.net import free_port
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 

@@ -1,8 +1,9 @@
 """The README's main command, end to end, as a newcomer meets it: `quire demo`.
 
-It walks an order from claim to earnings, leaves the Prefect UI serving the deployments and the
-QA reports, keeps running, and stops, every child with it, on Ctrl-C (SIGINT to the whole
-foreground process group, as a terminal sends it) or on SIGTERM to the main process alone.
+It onboards a new specialist from HR's signed webhook, walks an order from claim to earnings,
+leaves the Prefect UI serving the deployments and the QA reports, keeps running, and stops,
+every child with it, on Ctrl-C (SIGINT to the whole foreground process group, as a terminal
+sends it) or on SIGTERM to the main process alone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from deployments.demo import READY_MESSAGE
-from tests.support.net import free_port
+from deployments.net import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -142,6 +143,32 @@ def test_the_demo_walks_an_order_to_earnings_and_payroll_shows_it_in_the_prefect
 ) -> None:
     out = demo.wait_for_output(READY_MESSAGE, timeout=600)
 
+    # HR's signed webhook onboards a new specialist on the local identity provider, mail server
+    # and chat; a forged delivery is refused; each step is printed as it finishes.
+    assert "a delivery signed with any other secret is refused: 401" in out, out
+    assert "signs and sends person.onboard for Nia Okafor: 202 accepted" in out, out
+    steps = re.findall(r"^ {4}(\w+) +[a-z]+\.[a-z_]+ +(\w+)", out, flags=re.MULTILINE)
+    printed = dict(steps)
+    assert printed == {
+        "account": "succeeded",
+        "specialist": "succeeded",
+        "draft": "skipped",  # no AI endpoint is configured in the demo
+        "contract": "succeeded",
+        "groups": "succeeded",
+        "welcome_email": "succeeded",
+        "announce": "succeeded",
+        "first_day": "succeeded",
+    }, out
+    assert "the onboarding run is completed" in out, out
+    assert "holds nia.okafor@demo.quire's account (active; groups: specialists, editors)" in out
+    mails = sorted((demo.data / "mail").glob("*.eml"))
+    subjects = {m.read_text().partition("Subject: ")[2].splitlines()[0] for m in mails}
+    assert subjects == {
+        "Welcome to Demo Consultancy, Nia",
+        "Invitation: Welcome, Nia: your first day",
+    }, out
+    assert "the team's chat received: :wave: Please welcome Nia Okafor" in out, out
+
     # The walk-through, on the console: the steps, no server logs.
     assert out.count("accepted; earnings posted") == 2
     assert "may not approve their own run: 403 four_eyes" in out
@@ -206,6 +233,12 @@ def test_the_demo_walks_an_order_to_earnings_and_payroll_shows_it_in_the_prefect
     kinds = {a["key"]: a["type"] for a in artifacts if (a["key"] or "").startswith("payroll-")}
     assert "table" in {kind for key, kind in kinds.items() if key.endswith("-lines")}, kinds
     assert "markdown" in {kind for key, kind in kinds.items() if key.endswith("-summary")}, kinds
+    # The onboarding run's steps as a table and the playbook it followed, linking to its DAG.
+    lifecycle = {
+        a["key"]: a["type"] for a in artifacts if (a["key"] or "").startswith("lifecycle-")
+    }
+    assert lifecycle.get("lifecycle-playbook-person-onboard") == "markdown", lifecycle
+    assert "table" in lifecycle.values(), lifecycle
     prefect.close()
 
     # Ctrl-C: SIGINT to the whole foreground process group.

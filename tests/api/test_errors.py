@@ -16,8 +16,8 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI, Request
 
 from api.app import create_app
+from deployments.net import free_port
 from quire.settings import Settings
-from tests.support.net import free_port
 
 
 class Boom(RuntimeError):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from deployments.local_smtp import LocalMailbox
 from quire.db import Database
 from tests.deployments.test_smoke import (  # noqa: F401 - the server, deploy and worker fixtures
     RUN_TIMEOUT,
@@ -24,20 +25,19 @@ from tests.deployments.test_smoke import (  # noqa: F401 - the server, deploy an
     stack,
     worker,
 )
-from tests.flows.mailbox import Mailbox
 from tests.support.world import build_world
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with Mailbox() as box:
+def mailbox() -> Iterator[LocalMailbox]:
+    with LocalMailbox() as box:
         yield box
 
 
 @pytest.fixture
-def worker_env_extra(mailbox: Mailbox) -> dict[str, str]:
+def worker_env_extra(mailbox: LocalMailbox) -> dict[str, str]:
     return {"QUIRE_SMTP_HOST": "127.0.0.1", "QUIRE_SMTP_PORT": str(mailbox.port)}
 
 
@@ -52,7 +52,7 @@ def notify_runs(api_url: str) -> list[dict]:
 def test_the_failed_reconciliation_event_runs_notify_finance_which_mails_finance(
     stack: Stack,  # noqa: F811
     worker: str,  # noqa: F811
-    mailbox: Mailbox,
+    mailbox: LocalMailbox,
     pg_url: str,
 ) -> None:
     api_url = worker

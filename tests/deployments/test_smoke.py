@@ -35,13 +35,13 @@ import yaml
 from sqlalchemy import func, select
 
 from deployments import processes
+from deployments.net import free_port
 from ledger.models import Transfer
 from quire.db import Database
 from quire.orders.state import OrderStatus
 from quire.qa.models import QARun, RunStatus
 from tests.conftest import LiveServer
 from tests.support.fake_languagetool import FakeLanguageTool
-from tests.support.net import free_port
 from tests.support.world import World, build_world, login_all, order_body
 
 # Usually under a minute; the timeout leaves room for a loaded two-core CI machine.

@@ -13,42 +13,42 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from deployments.local_chat import LocalChat
+from deployments.local_idp import DEFAULT_TOKEN, LocalIdentityProvider
+from deployments.local_smtp import LocalMailbox
 from quire.db import Database, utcnow
 from quire.lifecycle import connections, service, webhooks
 from quire.lifecycle.models import SagaStep
 from quire.lifecycle.secrets import Keyring
 from quire.lifecycle.shipped import shipped_definition
 from quire.settings import get_settings
-from tests.flows.mailbox import Mailbox
-from tests.support.fake_chat import FakeChat
-from tests.support.fake_scim import DEFAULT_TOKEN, FakeIdentityProvider
 from tests.support.world import World
 
 
 @pytest.fixture(scope="package")
-def idp() -> Iterator[FakeIdentityProvider]:
-    with FakeIdentityProvider(slow_seconds=1.0, seed=11) as server:
+def idp() -> Iterator[LocalIdentityProvider]:
+    with LocalIdentityProvider(slow_seconds=1.0, seed=11) as server:
         for group in ("writers", "editors", "de"):
             server.add_group(group)
         yield server
 
 
 @pytest.fixture
-def healthy_idp(idp: FakeIdentityProvider) -> Iterator[None]:
+def healthy_idp(idp: LocalIdentityProvider) -> Iterator[None]:
     idp.failure_rate, idp.down, idp.slow_seconds = 0.0, False, 1.0
     yield
     idp.failure_rate, idp.down, idp.slow_seconds = 0.0, False, 1.0
 
 
 @pytest.fixture(scope="package")
-def mailbox() -> Iterator[Mailbox]:
-    with Mailbox() as box:
+def mailbox() -> Iterator[LocalMailbox]:
+    with LocalMailbox() as box:
         yield box
 
 
 @pytest.fixture(scope="package")
-def chat() -> Iterator[FakeChat]:
-    with FakeChat() as server:
+def chat() -> Iterator[LocalChat]:
+    with LocalChat() as server:
         yield server
 
 
@@ -58,7 +58,11 @@ def keyring() -> Keyring:
 
 @pytest.fixture
 def tenant(
-    world: World, flow_env: Database, idp: FakeIdentityProvider, mailbox: Mailbox, chat: FakeChat
+    world: World,
+    flow_env: Database,
+    idp: LocalIdentityProvider,
+    mailbox: LocalMailbox,
+    chat: LocalChat,
 ) -> World:
     """The world's tenant with its identity provider, SMTP server and chat webhook connected."""
     with flow_env.session(world.tenant_id, write=True) as session:
@@ -146,5 +150,5 @@ def steps_of(database: Database, world: World, run_id: uuid.UUID) -> dict[str, S
         return {r.step_id: r for r in rows}
 
 
-def mails_to(mailbox: Mailbox, address: str) -> list[Message]:
+def mails_to(mailbox: LocalMailbox, address: str) -> list[Message]:
     return [m for m in mailbox.messages if address in str(m["To"])]

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from deployments.local_chat import LocalChat
+from deployments.local_idp import LocalIdentityProvider
+from deployments.local_smtp import LocalMailbox
 from quire.audit.models import AuditEntry
 from quire.db import Database, utcnow
 from quire.lifecycle import service
@@ -39,16 +42,17 @@ from tests.flows.lifecycle_cast import (
     steps_of,
     store_playbook,
 )
-from tests.flows.mailbox import Mailbox
-from tests.support.fake_chat import FakeChat
-from tests.support.fake_scim import FakeIdentityProvider
 from tests.support.world import World
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "healthy_idp")
 
 
 def test_a_new_specialist_is_onboarded_everywhere_by_the_shipped_playbook(
-    tenant: World, flow_env: Database, idp: FakeIdentityProvider, mailbox: Mailbox, chat: FakeChat
+    tenant: World,
+    flow_env: Database,
+    idp: LocalIdentityProvider,
+    mailbox: LocalMailbox,
+    chat: LocalChat,
 ) -> None:
     zoe = person()
     event_id = record(flow_env, tenant, zoe)
@@ -109,7 +113,7 @@ def test_a_new_specialist_is_onboarded_everywhere_by_the_shipped_playbook(
 
 
 def test_a_step_failing_for_good_undoes_what_was_done_and_parks_the_run(
-    tenant: World, flow_env: Database, idp: FakeIdentityProvider, chat: FakeChat
+    tenant: World, flow_env: Database, idp: LocalIdentityProvider, chat: LocalChat
 ) -> None:
     store_playbook(flow_env, tenant, quick_playbook())
     zoe = person()
@@ -153,7 +157,7 @@ def test_a_step_failing_for_good_undoes_what_was_done_and_parks_the_run(
 
 
 def test_an_exit_carries_on_past_a_failing_step_and_parks_it(
-    tenant: World, flow_env: Database, idp: FakeIdentityProvider
+    tenant: World, flow_env: Database, idp: LocalIdentityProvider
 ) -> None:
     zoe = person()
     onboarded = run_lifecycle(tenant, record(flow_env, tenant, zoe))
@@ -194,3 +198,34 @@ def test_a_persons_events_run_one_at_a_time_in_the_order_they_happened(
         first = session.scalar(select(LifecycleRun).where(LifecycleRun.event_id == joined))
         second = session.scalar(select(LifecycleRun).where(LifecycleRun.event_id == left))
         assert second.started_at >= first.finished_at
+
+
+def test_a_transfer_moves_the_accounts_groups_found_by_user_name_when_hr_sends_no_identity_id(
+    tenant: World, flow_env: Database, idp: LocalIdentityProvider, mailbox: LocalMailbox
+) -> None:
+    """HR rarely knows the account's id at the identity provider: the shipped transfer finds
+    the account by the userName onboarding gave it (the email, when HR sends no user_name)."""
+    zoe = person()
+    onboarded = run_lifecycle(
+        tenant, record(flow_env, tenant, zoe, at=utcnow() - dt.timedelta(minutes=5))
+    )
+    assert onboarded.status == RunStatus.COMPLETED
+    moved = {**zoe, "groups": ["writers", "editors"], "old_groups": ["writers", "de"]}
+    moved["attributes"] = {}  # no identity_id
+
+    outcome = run_lifecycle(tenant, record(flow_env, tenant, moved, "person.transfer", at=utcnow()))
+
+    assert outcome.status == RunStatus.COMPLETED, outcome
+    account = next(u for u in idp.users() if u["userName"] == zoe["email"])
+    assert account["id"] in idp.members_of("writers")
+    assert account["id"] in idp.members_of("editors")
+    assert account["id"] not in idp.members_of("de")
+    steps = steps_of(flow_env, tenant, outcome.run_id)
+    assert steps["leave_groups"].output == {
+        "user_id": account["id"],
+        "groups": ["de"],
+        "missing_groups": [],
+        "missing_user": False,
+    }
+    assert steps["join_groups"].output == {"user_id": account["id"], "groups": ["editors"]}
+    assert any("Your move" in str(m["Subject"]) for m in mails_to(mailbox, zoe["email"]))

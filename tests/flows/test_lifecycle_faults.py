@@ -26,6 +26,8 @@ from prefect.client.orchestration import get_client
 from prefect.states import Crashed
 from sqlalchemy import select
 
+from deployments.local_chat import LocalChat
+from deployments.local_idp import LocalIdentityProvider
 from quire.db import Database
 from quire.lifecycle import breaker
 from quire.lifecycle.connectors.base import Provider
@@ -46,8 +48,6 @@ from tests.flows.lifecycle_cast import (
     steps_of,
     store_playbook,
 )
-from tests.support.fake_chat import FakeChat
-from tests.support.fake_scim import FakeIdentityProvider
 from tests.support.world import World
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "healthy_idp")
@@ -80,12 +80,12 @@ def lean_playbook() -> dict:
     return playbook
 
 
-def accounts_named(idp: FakeIdentityProvider, emails: set[str]) -> list[dict]:
+def accounts_named(idp: LocalIdentityProvider, emails: set[str]) -> list[dict]:
     return [u for u in idp.users() if u["userName"] in emails]
 
 
 def test_fifty_onboardings_against_a_flaky_provider_complete_or_are_compensated(
-    tenant: World, flow_env: Database, idp: FakeIdentityProvider
+    tenant: World, flow_env: Database, idp: LocalIdentityProvider
 ) -> None:
     store_playbook(flow_env, tenant, lean_playbook())
     people = [person(str(i)) for i in range(ONBOARDINGS)]
@@ -117,7 +117,7 @@ def test_fifty_onboardings_against_a_flaky_provider_complete_or_are_compensated(
 
 
 def test_an_outage_opens_the_breaker_runs_then_fail_fast_and_a_probe_closes_it(
-    tenant: World, flow_env: Database, idp: FakeIdentityProvider
+    tenant: World, flow_env: Database, idp: LocalIdentityProvider
 ) -> None:
     store_playbook(flow_env, tenant, impatient_playbook())
     idp.down = True
@@ -176,7 +176,7 @@ def run_of(database: Database, world: World, event_id: uuid.UUID) -> LifecycleRu
 
 
 def test_a_worker_killed_mid_compensation_is_resumed_by_maintenance(
-    tenant: World, flow_env: Database, idp: FakeIdentityProvider, chat: FakeChat
+    tenant: World, flow_env: Database, idp: LocalIdentityProvider, chat: LocalChat
 ) -> None:
     from flows.maintenance import marketplace_maintenance
 
@@ -223,7 +223,7 @@ def test_a_worker_killed_mid_compensation_is_resumed_by_maintenance(
 
 
 def test_a_run_cancelled_through_prefect_is_compensated(
-    served: None, tenant: World, flow_env: Database, idp: FakeIdentityProvider, chat: FakeChat
+    served: None, tenant: World, flow_env: Database, idp: LocalIdentityProvider, chat: LocalChat
 ) -> None:
     from prefect.deployments import run_deployment
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
+from deployments.local_smtp import LocalMailbox
 from flows.notify_finance import notify_finance
 from flows.reconcile_ledger import reconcile_ledger
 from quire.payroll.models import PayrollRun, RunStatus
 from quire.reconciliation.models import Reconciliation, ReconciliationStatus
 from quire.settings import get_settings
-from tests.flows.mailbox import Mailbox
 from tests.quire.reconciliation.payroll_cast import lines_of, paid_by_id, posted_run, statement
 
 
@@ -70,7 +70,7 @@ def test_an_exception_raises_the_alarm_and_lists_it(posted):
 
 def test_notify_finance_mails_the_tenants_finance_users(posted, monkeypatch):
     pw, _ = posted
-    with Mailbox() as mailbox:
+    with LocalMailbox() as mailbox:
         monkeypatch.setenv("QUIRE_SMTP_HOST", "127.0.0.1")
         monkeypatch.setenv("QUIRE_SMTP_PORT", str(mailbox.port))
         get_settings.cache_clear()

@@ -21,8 +21,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tests.support.fake_chat import Answer, FakeWebService, Received, serve_standalone
-from tests.support.net import HOST
+from deployments.local_chat import Answer, FakeWebService, Received, serve_standalone
+from deployments.net import HOST
 
 GREETING = "Welcome aboard!"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from tests.support.net import free_port
+from deployments.net import free_port
 
 CI_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 

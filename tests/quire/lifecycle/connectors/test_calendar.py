@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from icalendar import Calendar, Event
 
+from deployments.local_smtp import LocalMailbox
+from deployments.net import free_port
 from quire.lifecycle.connectors.base import (
     PermanentFailure,
     Provider,
@@ -22,8 +24,6 @@ from quire.lifecycle.connectors.base import (
 )
 from quire.lifecycle.connectors.calendar import cancel, invite
 from quire.lifecycle.connectors.email import SmtpConnection
-from tests.flows.mailbox import Mailbox
-from tests.support.net import free_port
 
 TENANT = uuid.uuid4()
 START = "2025-03-03T09:00:00+01:00"
@@ -69,12 +69,12 @@ def the_event(calendar: Calendar) -> Event:
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with Mailbox() as box:
+def mailbox() -> Iterator[LocalMailbox]:
+    with LocalMailbox() as box:
         yield box
 
 
-def test_an_invitation_arrives_as_a_request_for_the_event(mailbox: Mailbox) -> None:
+def test_an_invitation_arrives_as_a_request_for_the_event(mailbox: LocalMailbox) -> None:
     outcome = invite(connection(mailbox.port), call())
 
     [message] = mailbox.messages
@@ -101,7 +101,7 @@ def test_an_invitation_arrives_as_a_request_for_the_event(mailbox: Mailbox) -> N
     assert attendees["mailto:ann@acme.test"]["RSVP"] == "TRUE"
 
 
-def test_every_attempt_of_one_step_sends_the_same_uid(mailbox: Mailbox) -> None:
+def test_every_attempt_of_one_step_sends_the_same_uid(mailbox: LocalMailbox) -> None:
     first = invite(connection(mailbox.port), call(key="run-1:first-day"))
     again = invite(connection(mailbox.port), call(key="run-1:first-day"))
     other = invite(connection(mailbox.port), call(key="run-2:first-day"))
@@ -113,7 +113,7 @@ def test_every_attempt_of_one_step_sends_the_same_uid(mailbox: Mailbox) -> None:
     assert [m["Message-ID"] for m in mailbox.messages][:2] == [first.output["message_id"]] * 2
 
 
-def test_an_all_day_event_lasts_from_its_date_to_the_next_day(mailbox: Mailbox) -> None:
+def test_an_all_day_event_lasts_from_its_date_to_the_next_day(mailbox: LocalMailbox) -> None:
     outcome = invite(connection(mailbox.port), call(start=None, end=None, date="2025-03-03"))
 
     event = the_event(invitation(mailbox.messages[0])[0])
@@ -125,7 +125,9 @@ def test_an_all_day_event_lasts_from_its_date_to_the_next_day(mailbox: Mailbox) 
     assert "start" not in outcome.undo
 
 
-def test_cancelling_sends_the_same_uid_cancelled_with_the_next_sequence(mailbox: Mailbox) -> None:
+def test_cancelling_sends_the_same_uid_cancelled_with_the_next_sequence(
+    mailbox: LocalMailbox,
+) -> None:
     invited = invite(connection(mailbox.port), call())
     assert invited.undo is not None
     undo = json.loads(json.dumps(invited.undo))  # as the saga log keeps it
@@ -147,7 +149,7 @@ def test_cancelling_sends_the_same_uid_cancelled_with_the_next_sequence(mailbox:
     assert cancelled.undo is None
 
 
-def test_the_undo_record_holds_what_a_cancellation_needs(mailbox: Mailbox) -> None:
+def test_the_undo_record_holds_what_a_cancellation_needs(mailbox: LocalMailbox) -> None:
     outcome = invite(connection(mailbox.port), call())
 
     assert outcome.undo == {
@@ -173,7 +175,7 @@ def test_the_undo_record_holds_what_a_cancellation_needs(mailbox: Mailbox) -> No
     ],
 )
 def test_bad_times_and_people_are_permanent_failures(
-    mailbox: Mailbox, params: dict[str, Any], problem: str
+    mailbox: LocalMailbox, params: dict[str, Any], problem: str
 ) -> None:
     with pytest.raises(PermanentFailure, match=problem) as failure:
         invite(connection(mailbox.port), call(**params))

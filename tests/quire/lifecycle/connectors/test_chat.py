@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from deployments.local_chat import LocalChat
+from deployments.net import free_port
 from quire.lifecycle.connectors.base import (
     ConnectorFailure,
     PermanentFailure,
@@ -19,8 +21,6 @@ from quire.lifecycle.connectors.base import (
     TransientFailure,
 )
 from quire.lifecycle.connectors.chat import ChatConnection, post
-from tests.support.fake_chat import FakeChat
-from tests.support.net import free_port
 
 TENANT = uuid.uuid4()
 TOKEN = "T0001/B0002/secrettokenvalue0123456789"
@@ -31,13 +31,13 @@ def call(key: str = "run-1:announce", timeout: float = 5.0, **params: Any) -> St
 
 
 @pytest.fixture
-def chat() -> Iterator[FakeChat]:
-    with FakeChat(token=TOKEN) as fake:
+def chat() -> Iterator[LocalChat]:
+    with LocalChat(token=TOKEN) as fake:
         yield fake
 
 
 @pytest.fixture
-def connection(chat: FakeChat) -> ChatConnection:
+def connection(chat: LocalChat) -> ChatConnection:
     return ChatConnection(webhook_url=chat.webhook_url)
 
 
@@ -48,7 +48,7 @@ def assert_no_secret(failure: ConnectorFailure) -> None:
 
 
 def test_a_post_arrives_as_the_webhooks_json_with_the_idempotency_key(
-    chat: FakeChat, connection: ChatConnection
+    chat: LocalChat, connection: ChatConnection
 ) -> None:
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Welcome* Ann"}}]
     outcome = post(connection, call(channel="#general", blocks=blocks))
@@ -63,14 +63,14 @@ def test_a_post_arrives_as_the_webhooks_json_with_the_idempotency_key(
     assert outcome.undo is None
 
 
-def test_only_the_given_fields_are_sent(chat: FakeChat, connection: ChatConnection) -> None:
+def test_only_the_given_fields_are_sent(chat: LocalChat, connection: ChatConnection) -> None:
     post(connection, call())
 
     assert chat.messages == [{"text": "Please welcome Ann Lee!"}]
 
 
 def test_a_retry_of_a_post_whose_answer_was_lost_is_posted_once(
-    chat: FakeChat, connection: ChatConnection
+    chat: LocalChat, connection: ChatConnection
 ) -> None:
     chat.slow_seconds = 1.0  # delivered, but answered after the step's budget
 
@@ -86,7 +86,7 @@ def test_a_retry_of_a_post_whose_answer_was_lost_is_posted_once(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429, 408])
 def test_server_errors_rate_limits_and_request_timeouts_are_transient(
-    chat: FakeChat, connection: ChatConnection, status: int
+    chat: LocalChat, connection: ChatConnection, status: int
 ) -> None:
     chat.fail_next(1, status=status, retry_after=2)
 
@@ -101,7 +101,7 @@ def test_server_errors_rate_limits_and_request_timeouts_are_transient(
 
 @pytest.mark.parametrize("status", [400, 403, 404, 410])
 def test_other_client_errors_are_permanent(
-    chat: FakeChat, connection: ChatConnection, status: int
+    chat: LocalChat, connection: ChatConnection, status: int
 ) -> None:
     chat.fail_next(1, status=status)
 
@@ -111,7 +111,7 @@ def test_other_client_errors_are_permanent(
     assert_no_secret(failure.value)
 
 
-def test_a_webhook_url_that_was_revoked_is_permanent_and_not_shown(chat: FakeChat) -> None:
+def test_a_webhook_url_that_was_revoked_is_permanent_and_not_shown(chat: LocalChat) -> None:
     revoked = ChatConnection(webhook_url=chat.root_url + "/services/T0001/B0002/revoked-token")
 
     with pytest.raises(PermanentFailure, match="answered 404: no_service") as failure:
@@ -122,7 +122,7 @@ def test_a_webhook_url_that_was_revoked_is_permanent_and_not_shown(chat: FakeCha
 
 
 def test_a_refused_connection_is_transient_and_the_webhook_recovers(
-    chat: FakeChat, connection: ChatConnection
+    chat: LocalChat, connection: ChatConnection
 ) -> None:
     chat.down = True
     with pytest.raises(TransientFailure, match="could not be reached") as failure:
@@ -149,7 +149,7 @@ def test_a_closed_port_is_transient() -> None:
     [({"text": ""}, "text"), ({"blocks": "not a list"}, "blocks"), ({"emoji": ":x:"}, "emoji")],
 )
 def test_bad_parameters_are_permanent_and_name_the_field(
-    chat: FakeChat, connection: ChatConnection, params: dict[str, Any], field: str
+    chat: LocalChat, connection: ChatConnection, params: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(PermanentFailure, match=f"bad parameters: {field}"):
         post(connection, call(**params))

@@ -15,6 +15,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import ValidationError
 
+from deployments.local_smtp import LocalMailbox
+from deployments.net import free_port
 from quire.lifecycle.connectors.base import (
     PermanentFailure,
     Provider,
@@ -22,8 +24,6 @@ from quire.lifecycle.connectors.base import (
     TransientFailure,
 )
 from quire.lifecycle.connectors.email import SmtpConnection, send
-from tests.flows.mailbox import Mailbox
-from tests.support.net import free_port
 
 TENANT = uuid.uuid4()
 PASSWORD = "s3cret-smtp-password"
@@ -78,8 +78,8 @@ def only_quire(server: Any, session: Any, envelope: Any, mechanism: str, data: A
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with Mailbox() as box:
+def mailbox() -> Iterator[LocalMailbox]:
+    with LocalMailbox() as box:
         yield box
 
 
@@ -98,7 +98,9 @@ def scripted() -> Iterator[tuple[Scripted, int]]:
     controller.stop()
 
 
-def test_a_message_arrives_with_its_subject_text_html_and_attachments(mailbox: Mailbox) -> None:
+def test_a_message_arrives_with_its_subject_text_html_and_attachments(
+    mailbox: LocalMailbox,
+) -> None:
     attachment = {"filename": "plan.csv", "content_type": "text/csv", "content": "day,task\n"}
     binary = {"filename": "data.json", "content_type": "application/json", "content": "{}"}
     outcome = send(
@@ -127,14 +129,14 @@ def test_a_message_arrives_with_its_subject_text_html_and_attachments(mailbox: M
     assert outcome.output["refused"] == {}
 
 
-def test_one_address_is_accepted_in_place_of_a_list(mailbox: Mailbox) -> None:
+def test_one_address_is_accepted_in_place_of_a_list(mailbox: LocalMailbox) -> None:
     send(connection(mailbox.port), call(to="ann@acme.test"))
 
     [message] = mailbox.messages
     assert message["To"] == "ann@acme.test"
 
 
-def test_every_attempt_of_one_step_carries_the_same_message_id(mailbox: Mailbox) -> None:
+def test_every_attempt_of_one_step_carries_the_same_message_id(mailbox: LocalMailbox) -> None:
     first = send(connection(mailbox.port), call(key="run-1:welcome"))
     again = send(connection(mailbox.port), call(key="run-1:welcome"))
     other = send(connection(mailbox.port), call(key="run-2:welcome"))
@@ -233,7 +235,7 @@ def test_a_refused_login_is_permanent_and_its_detail_holds_no_password(
     assert handler.messages == []
 
 
-def test_asking_for_starttls_from_a_server_without_it_is_permanent(mailbox: Mailbox) -> None:
+def test_asking_for_starttls_from_a_server_without_it_is_permanent(mailbox: LocalMailbox) -> None:
     with pytest.raises(PermanentFailure, match="STARTTLS"):
         send(connection(mailbox.port, starttls=True), call())
 
@@ -254,7 +256,7 @@ def test_asking_for_starttls_from_a_server_without_it_is_permanent(mailbox: Mail
     ],
 )
 def test_bad_parameters_are_permanent_and_name_the_field(
-    mailbox: Mailbox, params: dict[str, Any], field: str
+    mailbox: LocalMailbox, params: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(PermanentFailure, match=f"bad parameters: {field}"):
         send(connection(mailbox.port), call(**params))

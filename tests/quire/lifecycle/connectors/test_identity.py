@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from scim2_client import InvalidServiceDescriptionException
 from scim2_models import Group, ResourceType, ScimProvider, SearchRequest, User
 
+from deployments.local_idp import LocalIdentityProvider
+from deployments.net import free_port
 from quire.lifecycle.connectors.base import (
     ConnectorFailure,
     PermanentFailure,
@@ -38,8 +40,6 @@ from quire.lifecycle.connectors.identity import (
     remove_from_groups,
 )
 from quire.lifecycle.connectors.scim_httpx import HttpxSCIMClient
-from tests.support.fake_scim import FakeIdentityProvider
-from tests.support.net import free_port
 
 TENANT = uuid.uuid4()
 TIMEOUT = 0.5  # generous for a local server; the slow faults hold requests for 1 s
@@ -47,13 +47,13 @@ SLOW = 1.0
 
 
 @pytest.fixture
-def idp() -> Iterator[FakeIdentityProvider]:
-    with FakeIdentityProvider(slow_seconds=SLOW) as server:
+def idp() -> Iterator[LocalIdentityProvider]:
+    with LocalIdentityProvider(slow_seconds=SLOW) as server:
         yield server
 
 
 @pytest.fixture
-def connection(idp: FakeIdentityProvider) -> ScimConnection:
+def connection(idp: LocalIdentityProvider) -> ScimConnection:
     return ScimConnection(base_url=idp.base_url, bearer_token=idp.token)
 
 
@@ -73,7 +73,7 @@ def onboard(connection: ScimConnection, user_name: str = "ada") -> str:
     return str(outcome.output["user_id"])
 
 
-def rename(idp: FakeIdentityProvider, user_id: str, user_name: str) -> None:
+def rename(idp: LocalIdentityProvider, user_id: str, user_name: str) -> None:
     """Someone at the identity provider changes the account's userName (a SCIM PATCH)."""
     patch = {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -88,7 +88,7 @@ def rename(idp: FakeIdentityProvider, user_id: str, user_name: str) -> None:
 
 
 def test_create_user_makes_one_account_whose_external_id_is_the_idempotency_key(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     outcome = create_user(
         connection,
@@ -115,7 +115,7 @@ def test_create_user_makes_one_account_whose_external_id_is_the_idempotency_key(
 
 
 def test_create_user_takes_a_single_email_and_ignores_blank_optional_fields(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     create_user(connection, step(user_name="bo", email="bo@example.com", given_name=""))
 
@@ -124,7 +124,7 @@ def test_create_user_takes_a_single_email_and_ignores_blank_optional_fields(
 
 
 def test_bad_parameters_fail_permanently_naming_the_parameter(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     missing = failure_of(create_user, connection, step(given_name="Ada"))
     bad_email = failure_of(create_user, connection, step(user_name="ada", email="not-an-address"))
@@ -155,7 +155,7 @@ def test_find_user_finds_an_account_by_user_name_whatever_its_case(
 
 
 def test_delete_user_removes_the_account_and_an_account_already_gone_counts_as_deleted(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     user_id = onboard(connection)
 
@@ -168,7 +168,7 @@ def test_delete_user_removes_the_account_and_an_account_already_gone_counts_as_d
 
 
 def test_a_create_whose_answer_was_lost_is_undone_by_its_idempotency_key(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     """The step failed for good, so it recorded no user id; its key finds what it made."""
     idp.add_user("someone-else", external_id="run:other")
@@ -189,7 +189,7 @@ def test_a_create_whose_answer_was_lost_is_undone_by_its_idempotency_key(
 
 @pytest.mark.parametrize("kind", ["error", "slow"])
 def test_a_create_retried_after_its_answer_was_lost_returns_the_same_user_and_leaves_one_account(
-    idp: FakeIdentityProvider, connection: ScimConnection, kind: str
+    idp: LocalIdentityProvider, connection: ScimConnection, kind: str
 ) -> None:
     idp.fail_next(kind=kind, lose_answer=True, method="POST")  # created, but the answer is lost
 
@@ -204,7 +204,7 @@ def test_a_create_retried_after_its_answer_was_lost_returns_the_same_user_and_le
 
 
 def test_a_create_that_never_reached_the_provider_creates_the_account_on_retry(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     idp.fail_next(kind="error", method="POST")
 
@@ -216,7 +216,7 @@ def test_a_create_that_never_reached_the_provider_creates_the_account_on_retry(
 
 @pytest.mark.parametrize("their_external_id", [None, "hr-system:4711"])
 def test_a_strangers_account_with_the_same_user_name_is_refused_and_left_alone(
-    idp: FakeIdentityProvider, connection: ScimConnection, their_external_id: str | None
+    idp: LocalIdentityProvider, connection: ScimConnection, their_external_id: str | None
 ) -> None:
     theirs = idp.add_user("Ada", external_id=their_external_id)
     before = idp.users()
@@ -230,7 +230,7 @@ def test_a_strangers_account_with_the_same_user_name_is_refused_and_left_alone(
 
 
 def account_lands_just_before_the_post(
-    idp: FakeIdentityProvider, user_name: str, external_id: str
+    idp: LocalIdentityProvider, user_name: str, external_id: str
 ) -> None:
     """Between the client's lookup and its POST, an account with `user_name` appears."""
 
@@ -243,7 +243,7 @@ def account_lands_just_before_the_post(
 
 
 def test_a_conflict_on_post_with_our_own_earlier_attempt_returns_that_account(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     """An earlier attempt's POST, answered late, lands between this attempt's lookup and POST."""
     account_lands_just_before_the_post(idp, "ada", external_id="run-1:create")
@@ -255,7 +255,7 @@ def test_a_conflict_on_post_with_our_own_earlier_attempt_returns_that_account(
 
 
 def test_a_conflict_on_post_with_a_strangers_account_is_refused(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     account_lands_just_before_the_post(idp, "ada", external_id="someone-else")
 
@@ -269,7 +269,7 @@ def test_a_conflict_on_post_with_a_strangers_account_is_refused(
 
 
 def test_add_to_groups_joins_each_group_and_undo_lists_only_the_groups_it_joined(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     for name in ("staff", "writers", "editors"):
         idp.add_group(name)
@@ -286,7 +286,7 @@ def test_add_to_groups_joins_each_group_and_undo_lists_only_the_groups_it_joined
 
 
 def test_add_to_groups_when_already_a_member_of_all_changes_nothing_and_has_nothing_to_undo(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     idp.add_group("staff")
     user_id = onboard(connection)
@@ -307,7 +307,7 @@ def test_add_to_groups_when_already_a_member_of_all_changes_nothing_and_has_noth
     ids=["missing-group", "unknown-user-name"],
 )
 def test_add_to_groups_with_a_missing_group_or_account_fails_permanently_naming_it(
-    idp: FakeIdentityProvider,
+    idp: LocalIdentityProvider,
     connection: ScimConnection,
     user_name: str | None,
     groups: list[str],
@@ -326,7 +326,7 @@ def test_add_to_groups_with_a_missing_group_or_account_fails_permanently_naming_
 
 
 def test_remove_from_groups_leaves_each_group_and_undo_lists_only_the_groups_it_left(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     for name in ("staff", "writers", "editors"):
         idp.add_group(name)
@@ -351,7 +351,7 @@ def test_remove_from_groups_leaves_each_group_and_undo_lists_only_the_groups_it_
 
 
 def test_add_then_its_compensation_restores_the_memberships(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     idp.add_group("staff")
     idp.add_group("writers")
@@ -367,7 +367,7 @@ def test_add_then_its_compensation_restores_the_memberships(
 
 
 def test_group_steps_find_the_account_by_user_name_and_record_its_id(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     """HR knows the userName, rarely the provider's id: the steps look the name up (whatever
     its case), and what they record names the account by id."""
@@ -399,7 +399,7 @@ def test_group_steps_find_the_account_by_user_name_and_record_its_id(
 
 
 def test_the_undo_of_a_group_step_by_user_name_works_by_id_even_after_a_rename(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     """The compensation does not look the name up again: it finds the account the step
     changed, not whichever account carries that name by then. Undone last first, as a saga
@@ -420,7 +420,7 @@ def test_the_undo_of_a_group_step_by_user_name_works_by_id_even_after_a_rename(
 
 
 def test_removing_an_unknown_user_name_from_groups_succeeds_saying_the_account_is_missing(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     """An account that does not exist has no memberships: like a missing group, it does not
     fail an exit or a compensation. Nothing past the name's lookup is asked or changed."""
@@ -448,7 +448,7 @@ def test_removing_an_unknown_user_name_from_groups_succeeds_saying_the_account_i
     ids=["neither", "both", "both-blank"],
 )
 def test_a_group_step_names_the_account_by_user_id_or_by_user_name_not_both_nor_neither(
-    idp: FakeIdentityProvider,
+    idp: LocalIdentityProvider,
     connection: ScimConnection,
     step_function: Any,
     account: dict[str, str],
@@ -464,7 +464,7 @@ def test_a_group_step_names_the_account_by_user_id_or_by_user_name_not_both_nor_
 
 
 def test_deleting_an_account_takes_it_out_of_its_groups(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     idp.add_group("staff")
     user_id = onboard(connection)
@@ -479,7 +479,7 @@ def test_deleting_an_account_takes_it_out_of_its_groups(
 
 
 def test_deactivate_by_user_name_then_reactivate_by_its_undo(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     user_id = onboard(connection, "ada")
 
@@ -492,7 +492,7 @@ def test_deactivate_by_user_name_then_reactivate_by_its_undo(
     assert [u["active"] for u in idp.users()] == [True]
 
 
-def test_deactivate_by_user_id(idp: FakeIdentityProvider, connection: ScimConnection) -> None:
+def test_deactivate_by_user_id(idp: LocalIdentityProvider, connection: ScimConnection) -> None:
     user_id = onboard(connection)
 
     deactivate(connection, step(user_id=user_id))
@@ -526,7 +526,7 @@ def test_deactivating_or_reactivating_someone_unknown_fails_permanently(
     ],
 )
 def test_an_error_answer_is_classified_by_its_status(
-    idp: FakeIdentityProvider,
+    idp: LocalIdentityProvider,
     connection: ScimConnection,
     status: int,
     expected: type[ConnectorFailure],
@@ -540,7 +540,7 @@ def test_an_error_answer_is_classified_by_its_status(
 
 
 def test_an_outage_answering_503_without_a_scim_body_is_transient(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     idp.down = True
 
@@ -553,7 +553,7 @@ def test_an_outage_answering_503_without_a_scim_body_is_transient(
 
 
 def test_a_provider_that_does_not_answer_in_time_is_transient_and_the_step_ends_in_time(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     idp.fail_next(kind="slow")
     started = time.monotonic()
@@ -566,7 +566,7 @@ def test_a_provider_that_does_not_answer_in_time_is_transient_and_the_step_ends_
 
 
 def test_the_timeout_is_the_whole_steps_budget_not_each_requests(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     for name in ("a", "b", "c", "d"):
         idp.add_group(name)
@@ -594,7 +594,7 @@ def test_a_refused_connection_is_transient() -> None:
 
 
 @pytest.mark.parametrize("token", [None, "not-the-token"])
-def test_a_refused_bearer_token_is_permanent(idp: FakeIdentityProvider, token: str | None) -> None:
+def test_a_refused_bearer_token_is_permanent(idp: LocalIdentityProvider, token: str | None) -> None:
     wrong = ScimConnection(base_url=idp.base_url, bearer_token=token)
 
     failure = failure_of(find_user, wrong, "ada", TIMEOUT)
@@ -604,7 +604,7 @@ def test_a_refused_bearer_token_is_permanent(idp: FakeIdentityProvider, token: s
 
 
 def test_an_unusable_resource_id_is_refused_before_sending(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     idp.reset_counters()
 
@@ -615,7 +615,7 @@ def test_an_unusable_resource_id_is_refused_before_sending(
 
 
 def test_random_faults_surface_only_as_transient_failures() -> None:
-    with FakeIdentityProvider(failure_rate=0.5, seed=3, slow_seconds=0.3) as flaky:
+    with LocalIdentityProvider(failure_rate=0.5, seed=3, slow_seconds=0.3) as flaky:
         flaky_connection = ScimConnection(base_url=flaky.base_url, bearer_token=flaky.token)
         failures = []
         for _ in range(12):
@@ -630,7 +630,7 @@ def test_random_faults_surface_only_as_transient_failures() -> None:
 
 
 def test_the_bearer_token_never_appears_in_a_failure(
-    idp: FakeIdentityProvider, connection: ScimConnection
+    idp: LocalIdentityProvider, connection: ScimConnection
 ) -> None:
     token = idp.token
     assert token is not None
@@ -668,7 +668,7 @@ SERVICE = ScimProvider(models=(User, Group))
 
 
 def test_the_adapter_sends_scim_requests_over_the_httpx_client_it_is_given(
-    idp: FakeIdentityProvider,
+    idp: LocalIdentityProvider,
 ) -> None:
     seen: list[httpx.Request] = []
     headers = {"Authorization": f"Bearer {idp.token}"}
@@ -687,7 +687,7 @@ def test_the_adapter_sends_scim_requests_over_the_httpx_client_it_is_given(
     assert seen[1].url.params["filter"] == 'userName eq "ada"'
 
 
-def test_the_adapter_refuses_an_endpoint_outside_its_base_url(idp: FakeIdentityProvider) -> None:
+def test_the_adapter_refuses_an_endpoint_outside_its_base_url(idp: LocalIdentityProvider) -> None:
     elsewhere = ResourceType.from_resource(User).model_copy(
         update={"endpoint": "http://elsewhere.example/Users"}
     )

@@ -1,4 +1,5 @@
-"""A fake Slack incoming webhook: a real HTTP server on 127.0.0.1, for the chat connector's tests.
+"""A local Slack incoming webhook: a real HTTP server on 127.0.0.1, the demo's stand-in for a
+tenant's chat workspace, and what the chat connector's tests post to.
 
 It answers as Slack does: `200 ok` for a JSON object with `text` or `blocks` POSTed to the
 webhook's URL, `400 invalid_payload` for a body that is not one, `400 no_text` for one without
@@ -7,7 +8,7 @@ has delivered before is answered `200 ok` again and not posted twice.
 
 Fault switches, for the failure rules and the retry paths:
 
-    with FakeChat() as chat:
+    with LocalChat() as chat:
         chat.fail_next(2, status=503)     # the next two posts fail (undelivered), then it recovers
         chat.slow_seconds = 1.0           # each post is delivered, then answered a second late
         chat.down = True                  # the port is closed: connections are refused
@@ -19,7 +20,7 @@ server thread on a fixed free port (so that `down` can close it and reopen the s
 the record of requests, canned answers and the delay.
 
 Standalone, for a worker in another process:
-    python -m tests.support.fake_chat --port 8011
+    python -m deployments.local_chat --port 8011
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-from tests.support.net import HOST, free_port
+from deployments.net import HOST, free_port
 
 Answer = tuple[int, Any, Mapping[str, str]]  # status, body (text, or JSON-able), headers
 
@@ -241,7 +242,7 @@ class FakeWebService:
         return Handler
 
 
-class FakeChat(FakeWebService):
+class LocalChat(FakeWebService):
     """A Slack incoming webhook at `webhook_url`."""
 
     thread_name = "fake-chat"
@@ -304,4 +305,4 @@ def serve_standalone(factory: Callable[[str, int], FakeWebService], description:
 
 
 if __name__ == "__main__":
-    serve_standalone(lambda host, port: FakeChat(host=host, port=port), "a fake Slack webhook")
+    serve_standalone(lambda host, port: LocalChat(host=host, port=port), "a fake Slack webhook")

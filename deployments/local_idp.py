@@ -1,9 +1,12 @@
-"""A fake identity provider: scim2-server's real SCIM 2.0 app on 127.0.0.1, with fault injection.
+"""A local identity provider: scim2-server's real SCIM 2.0 app on 127.0.0.1, with fault injection.
+
+The demo's stand-in for a tenant's identity provider (Okta, Entra ID, Google Workspace...), and
+the one the lifecycle tests and benchmark run against.
 
 The SCIM side is not faked: requests are served by scim2-server's WSGI application over its
 in-memory backend (filters, PATCH, uniqueness of `userName`, 404s and SCIM error bodies are the
 library's), in a threaded werkzeug server on a free port. Around it sit two WSGI middlewares,
-which are the "fake" part:
+which are the parts a real provider does not have:
 
 - a bearer token check: a request without `Authorization: Bearer <token>` gets a SCIM 401 (as a
   real provider's gateway would), except `/ServiceProviderConfig` (RFC 7643 §5);
@@ -23,7 +26,7 @@ One behaviour is added to the backend: deleting a user also removes it from ever
 members, as real identity providers do (scim2-server's in-memory backend keeps the dangling
 reference). Only a direct `DELETE /Users/{id}` does this, not a bulk request.
 
-    with FakeIdentityProvider(failure_rate=0.3, seed=7, slow_seconds=1.0) as idp:
+    with LocalIdentityProvider(failure_rate=0.3, seed=7, slow_seconds=1.0) as idp:
         idp.add_group("staff")
         ... ScimConnection(base_url=idp.base_url, bearer_token=idp.token) ...
         idp.users()               # [{"id", "userName", "externalId", "active", ...}]
@@ -31,7 +34,7 @@ reference). Only a direct `DELETE /Users/{id}` does this, not a bulk request.
         idp.down = True           # an outage, until set back to False
 
 Standalone, for a worker in another process (inspection is then only through SCIM itself):
-    python -m tests.support.fake_scim --port 8020 --token secret --failure-rate 0.3
+    python -m deployments.local_idp --port 8020 --token secret --failure-rate 0.3
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from scim2_server.responses import ScimResponse
 from scim2_server.utils import load_default_provider
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from tests.support.net import HOST, free_port
+from deployments.net import HOST, free_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -152,7 +155,7 @@ def _resource_type(resource_types: Iterable[ResourceType], name: str) -> Resourc
     return next(rt for rt in resource_types if rt.id == name)
 
 
-class FakeIdentityProvider:
+class LocalIdentityProvider:
     """The fake provider and its controls. Start with `with` (or start()/stop()).
 
     Every control is an attribute that may be changed while the server runs (`down`,
@@ -212,7 +215,7 @@ class FakeIdentityProvider:
         """The SCIM service root, as a client's `base_url`."""
         return f"http://{self.host}:{self.port}/v2"
 
-    def start(self) -> FakeIdentityProvider:
+    def start(self) -> LocalIdentityProvider:
         if self._server is not None:
             raise RuntimeError("the fake identity provider is already running")
         self._stopping.clear()
@@ -240,7 +243,7 @@ class FakeIdentityProvider:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> FakeIdentityProvider:
+    def __enter__(self) -> LocalIdentityProvider:
         return self.start()
 
     def __exit__(
@@ -416,7 +419,7 @@ class FakeIdentityProvider:
         return str(created.id)
 
 
-def _serve_until_interrupted(idp: FakeIdentityProvider, announce: Callable[[str], None]) -> None:
+def _serve_until_interrupted(idp: LocalIdentityProvider, announce: Callable[[str], None]) -> None:
     with idp:
         announce(f"fake identity provider on {idp.base_url} (bearer token {idp.token!r})")
         with contextlib.suppress(KeyboardInterrupt):
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lose-answer-share", type=float, default=0.5)
     parser.add_argument("--group", action="append", default=[], help="seed a group (repeatable)")
     args = parser.parse_args(argv)
-    idp = FakeIdentityProvider(
+    idp = LocalIdentityProvider(
         token=args.token,
         failure_rate=args.failure_rate,
         seed=args.seed,
