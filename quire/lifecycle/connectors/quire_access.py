@@ -30,7 +30,6 @@ from quire.lifecycle.connectors.base import (
     StepCall,
     StepOutcome,
 )
-from quire.payroll import service as payroll
 from quire.people import service as people
 from quire.people.actor import SYSTEM_USER_ID, Actor
 from quire.people.models import Role, User
@@ -190,9 +189,16 @@ def revoke_access(connection: QuireConnection, call: StepCall) -> StepOutcome:
         return StepOutcome(output={"user_id": str(user.id), **revoked})
 
 
+# Payroll's service is imported by the two steps that use it, not with this module: it
+# brings pandas and the payslip renderer (0.4 s), and every lifecycle flow run is a process
+# of its own that imports this module for quire.create_specialist; only an exit holds payouts.
+
+
 def hold_payouts(connection: QuireConnection, call: StepCall) -> StepOutcome:
     """Stop the person's payouts (payroll's hold) until finance releases them. Undo:
     `release_payouts`. A specialist without payout details is withheld by every run anyway."""
+    from quire.payroll import service as payroll  # here, not above: see hold_payouts
+
     reason = str(call.params.get("reason") or "lifecycle: the person is leaving")
     with connection.database.session(call.tenant_id, write=True) as session:
         user = _user(session, call.params)
@@ -209,6 +215,8 @@ def hold_payouts(connection: QuireConnection, call: StepCall) -> StepOutcome:
 
 
 def release_payouts(connection: QuireConnection, call: StepCall) -> StepOutcome:
+    from quire.payroll import service as payroll  # here, not above: see hold_payouts
+
     with connection.database.session(call.tenant_id, write=True) as session:
         user_id = uuid.UUID(str(call.params["user_id"]))
         try:
