@@ -206,6 +206,8 @@ async def test_a_nul_in_a_header_or_the_path_is_a_422(client, world, database):
 
 # --- crafted cursors ---------------------------------------------------------------------------
 
+# A fixed id: cursors appear in test ids, the same in every collection (xdist).
+ANY_ID = "6f903c2f-0130-403a-9f15-f8d2b1e46107"
 BAD_ORDER_CURSORS = [
     ("created_at", "not base64 !!"),
     ("created_at", base64.urlsafe_b64encode(b"\xff\xfe\xfd").decode()),  # not UTF-8
@@ -213,14 +215,14 @@ BAD_ORDER_CURSORS = [
     ("created_at", cursor_of({"value": 1})),  # wrong shape
     ("created_at", cursor_of(["2026-01-01T00:00:00+00:00"])),  # one part
     ("created_at", cursor_of(["2026-01-01T00:00:00+00:00", "not-a-uuid"])),
-    ("created_at", cursor_of(["2026-01-01T00:00:00", str(uuid.uuid4())])),  # naive
-    ("deadline", cursor_of(["0001-01-01T00:00:00+05:00", str(uuid.uuid4())])),  # overflows UTC
-    ("created_at", cursor_of([12, str(uuid.uuid4())])),  # a number for a time
-    ("fee_minor", cursor_of([10**30, str(uuid.uuid4())])),  # beyond BIGINT
-    ("fee_minor", cursor_of([-(2**63) - 1, str(uuid.uuid4())])),
-    ("fee_minor", cursor_of([1.5, str(uuid.uuid4())])),
-    ("fee_minor", cursor_of([True, str(uuid.uuid4())])),
-    ("fee_minor", cursor_of(["2026-01-01T00:00:00+00:00", str(uuid.uuid4())])),
+    ("created_at", cursor_of(["2026-01-01T00:00:00", ANY_ID])),  # naive
+    ("deadline", cursor_of(["0001-01-01T00:00:00+05:00", ANY_ID])),  # overflows UTC
+    ("created_at", cursor_of([12, ANY_ID])),  # a number for a time
+    ("fee_minor", cursor_of([10**30, ANY_ID])),  # beyond BIGINT
+    ("fee_minor", cursor_of([-(2**63) - 1, ANY_ID])),
+    ("fee_minor", cursor_of([1.5, ANY_ID])),
+    ("fee_minor", cursor_of([True, ANY_ID])),
+    ("fee_minor", cursor_of(["2026-01-01T00:00:00+00:00", ANY_ID])),
     ("fee_minor", base64.urlsafe_b64encode(b"[Infinity, 1]").decode()),
     ("fee_minor", base64.urlsafe_b64encode(b"[" * 300).decode()),
 ]

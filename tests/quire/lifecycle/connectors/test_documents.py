@@ -14,8 +14,9 @@ import pytest
 from quire.lifecycle.connectors.base import PermanentFailure, Provider, StepCall
 from quire.lifecycle.connectors.documents import DocumentsConnection, generate, remove
 
-TENANT = uuid.uuid4()
-OTHER_TENANT = uuid.uuid4()
+# Fixed ids: they appear in test ids, which must be the same in every collection (xdist).
+TENANT = uuid.UUID("1b4e28ba-2fa1-41d2-883f-0016d3cca427")
+OTHER_TENANT = uuid.UUID("6fa459ea-ee8a-4ca4-894e-db77e160355e")
 
 
 def call(tenant: uuid.UUID = TENANT, key: str = "run-1:contract", **params: Any) -> StepCall:
