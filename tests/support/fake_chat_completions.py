@@ -9,7 +9,7 @@ key (its message repeats part of the key, as OpenAI's does, so tests can check t
 does), 400 for a malformed body, 404 for another path.
 
     with FakeChatCompletions(api_key="sk-test") as ai:
-        ai.fail_next(1, status=500)        # fault switches: see tests/support/fake_chat.py
+        ai.fail_next(1, status=500)        # fault switches: see deployments/local_web.py
         ai.answer_next(1, 200, {"choices": []})   # a malformed answer
         ai.completions                     # the request bodies it answered normally
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from deployments.local_chat import Answer, FakeWebService, Received, serve_standalone
+from deployments.local_web import Answer, FakeWebService, Received, serve_standalone
 from deployments.net import HOST
 
 GREETING = "Welcome aboard!"

@@ -8,9 +8,13 @@ a word repeated ("the the", rule ENGLISH_WORD_REPEAT_RULE) and any word of `miss
 subprocess workers can reach it like the real service.
 
     with FakeLanguageTool() as server:
-        server.fail_next(2, status=503)     # the next two requests fail, then it recovers
+        server.fail_next(2, status=503)     # the next two check requests fail, then it recovers
+        server.delay_next(1, seconds=5)     # the next one is answered (normally) 5 s late
         check_grammar(client, server.url, text, 5.0)
         server.request_count                # requests to /v2/check so far (failed ones too)
+
+The server thread and these switches (`down` and the others) are `FakeWebService`'s, in
+deployments/local_web.py; this module says only how LanguageTool answers.
 
 Standalone, for a worker in another process:
     python -m tests.support.fake_languagetool --port 8010
@@ -18,18 +22,13 @@ Standalone, for a worker in another process:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import re
-import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from deployments.local_web import Answer, FakeWebService, Received, serve_standalone
+from deployments.net import HOST
 
 DEFAULT_MISSPELLINGS: Mapping[str, str] = {
     "teh": "the",
@@ -39,13 +38,6 @@ DEFAULT_MISSPELLINGS: Mapping[str, str] = {
 }
 _REPEAT = re.compile(r"\b(\w+)(\s+)(\1)\b", re.IGNORECASE)
 _LANGUAGE = re.compile(r"^(auto|[a-z]{2,3}(-[A-Z]{2})?)$")
-
-
-@dataclass
-class _Fault:
-    status: int
-    delay: float
-    retry_after: float | None
 
 
 def _utf16(text: str, index: int) -> int:
@@ -110,112 +102,58 @@ def find_matches(text: str, misspellings: Mapping[str, str]) -> list[dict[str, A
     return sorted(found, key=lambda match: match["offset"])
 
 
-class FakeLanguageTool:
-    """The fake service and its controls. Start with `with` (or start()/stop())."""
+class FakeLanguageTool(FakeWebService):
+    """The fake service and its controls (see FakeWebService). Start with `with` (or
+    start()/stop()). Its fault switches apply to check requests only."""
+
+    thread_name = "fake-languagetool"
+    server_version = "FakeLanguageTool/1.0"
 
     def __init__(
         self,
         *,
         misspellings: Mapping[str, str] = DEFAULT_MISSPELLINGS,
         max_text_chars: int = 20_000,
-        host: str = "127.0.0.1",
+        host: str = HOST,
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.misspellings = {word.lower(): fix for word, fix in misspellings.items()}
         self.max_text_chars = max_text_chars
-        self._lock = threading.Lock()
-        self._faults: list[_Fault] = []
-        self._texts: list[str] = []
-        self._requests = 0
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeLanguageTool:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},  # so that stop() returns at once
-                name="fake-languagetool",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(10)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> FakeLanguageTool:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- controls for tests -------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 503, *, retry_after: float | None = None) -> None:
-        """The next `n` check requests get `status` (a transient 503 by default) and no matches."""
-        with self._lock:
-            self._faults += [_Fault(status, 0.0, retry_after) for _ in range(n)]
-
-    def delay_next(self, n: int = 1, seconds: float = 5.0) -> None:
-        """The next `n` check requests are answered (normally) only after `seconds`."""
-        with self._lock:
-            self._faults += [_Fault(200, seconds, None) for _ in range(n)]
+    def failure_body(self, status: int) -> Any:
+        return f"Error: simulated failure ({status})"
 
     @property
     def request_count(self) -> int:
         """Requests received on /v2/check, failed and delayed ones included."""
-        with self._lock:
-            return self._requests
+        return len(self._checks())
 
     @property
     def texts(self) -> list[str]:
         """The `text` of every check request received, in order."""
-        with self._lock:
-            return list(self._texts)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._faults.clear()
-            self._texts.clear()
-            self._requests = 0
+        return [_fields(request).get("text") or "" for request in self._checks()]
 
     # --- serving ------------------------------------------------------------------------------
 
-    def _next_fault(self, text: str) -> _Fault | None:
-        with self._lock:
-            self._requests += 1
-            self._texts.append(text)
-            return self._faults.pop(0) if self._faults else None
+    def _checks(self) -> list[Received]:
+        return [request for request in self.requests if _is_check(request)]
 
-    def _check(self, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def faults_apply(self, request: Received) -> bool:
+        return _is_check(request)
+
+    def answer(self, request: Received) -> Answer:
+        if _is_check(request):
+            return self._check(_fields(request))
+        if request.method == "GET" and _route(request) == "/v2/languages":
+            return 200, [{"name": "English (US)", "code": "en", "longCode": "en-US"}], {}
+        return 404, "Error: not found", {}
+
+    def _check(self, form: dict[str, str]) -> Answer:
         """(status, body, headers) for one /v2/check request, as LanguageTool would answer."""
         text = form.get("text")
-        fault = self._next_fault(text or "")
-        if fault is not None:
-            time.sleep(fault.delay)
-            if fault.status != 200:
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = f"{fault.retry_after:g}"
-                return fault.status, f"Error: simulated failure ({fault.status})", headers
         language = form.get("language")
         if text is None or language is None:
             return 400, "Error: Missing 'text' or 'data' parameter, or 'language'", {}
@@ -235,56 +173,28 @@ class FakeLanguageTool:
         }
         return 200, body, {}
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "FakeLanguageTool/1.0"
+def _route(request: Received) -> str:
+    return urlsplit(request.path).path.rstrip("/")
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output clean
 
-            def _reply(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
-                is_json = not isinstance(body, str)
-                payload = (json.dumps(body) if is_json else body).encode()
-                self.send_response(status)
-                kind = "application/json" if is_json else "text/plain; charset=utf-8"
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+def _is_check(request: Received) -> bool:
+    return request.method == "POST" and _route(request) == "/v2/check"
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode("utf-8") if length else ""
-                parts = urlsplit(self.path)
-                if parts.path.rstrip("/") != "/v2/check":
-                    self._reply(404, "Error: not found", {})
-                    return
-                merged = {**parse_qs(parts.query), **parse_qs(raw, keep_blank_values=True)}
-                self._reply(*fake._check({key: values[0] for key, values in merged.items()}))
 
-            def do_GET(self) -> None:
-                if urlsplit(self.path).path.rstrip("/") == "/v2/languages":
-                    english = {"name": "English (US)", "code": "en", "longCode": "en-US"}
-                    self._reply(200, [english], {})
-                    return
-                self._reply(404, "Error: not found", {})
-
-        return Handler
+def _fields(request: Received) -> dict[str, str]:
+    """A check's parameters: the query string's, then the form body's (which win), as the Java
+    server reads them."""
+    query = {name: values[0] for name, values in parse_qs(urlsplit(request.path).query).items()}
+    return {**query, **request.form}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8010)
-    args = parser.parse_args()
-    with FakeLanguageTool(host=args.host, port=args.port) as server:
-        print(f"fake LanguageTool at {server.url}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+    serve_standalone(
+        lambda host, port: FakeLanguageTool(host=host, port=port),
+        "fake LanguageTool",
+        default_port=8010,
+    )
 
 
 if __name__ == "__main__":
