@@ -54,6 +54,13 @@ def start(api, person: Person, **body) -> httpx.Response:
     )
 
 
+def started(api, person: Person, **body) -> dict:
+    """The 202 answer's body of a start that must succeed (the answer itself when it did not)."""
+    response = start(api, person, **body)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
 def decide(api, person: Person, run_id: str, decision: str, comment: str = "") -> httpx.Response:
     return httpx.post(
         f"{api.base_url}/payroll-runs/{run_id}/approval",
@@ -124,9 +131,7 @@ def test_finance_starts_a_second_finance_user_approves_and_the_bank_gets_its_fil
     served, api, flow_env, payroll_world
 ):
     pw = payroll_world
-    started = start(api, pw.world.finance)
-    assert started.status_code == 202, started.text
-    run_id = started.json()["id"]
+    run_id = started(api, pw.world.finance)["id"]
     wait_until(lambda: waiting_for_approval(pw, run_id), timeout=RUN_TIMEOUT, what="approval")
 
     shown = httpx.get(
@@ -220,7 +225,7 @@ def test_an_approval_after_the_hold_resumes_the_suspended_run_once(
     starts it again from the top, and each step answers from the database."""
     monkeypatch.setenv("QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS", "2")
     pw = payroll_world
-    run_id = start(api, pw.world.finance).json()["id"]
+    run_id = started(api, pw.world.finance)["id"]
     flow_run_id = wait_until(
         lambda: (found := flow_run_of(pw, run_id)) and state_name(found) == "Suspended" and found,
         timeout=RUN_TIMEOUT,
@@ -238,7 +243,7 @@ def test_a_rejected_run_posts_nothing_and_a_new_attempt_can_start(
     served, api, flow_env, payroll_world
 ):
     pw = payroll_world
-    run_id = start(api, pw.world.finance).json()["id"]
+    run_id = started(api, pw.world.finance)["id"]
     wait_until(lambda: waiting_for_approval(pw, run_id), timeout=RUN_TIMEOUT, what="approval")
     assert decide(api, second_finance(pw), run_id, "reject").status_code == 422  # needs a reason
     assert decide(api, second_finance(pw), run_id, "reject", "wrong rates").status_code == 202
@@ -254,7 +259,7 @@ def test_a_rejected_run_posts_nothing_and_a_new_attempt_can_start(
 
 def test_a_dry_run_stops_after_the_preview(served, api, flow_env, payroll_world):
     pw = payroll_world
-    body = start(api, pw.world.finance, dry_run=True).json()
+    body = started(api, pw.world.finance, dry_run=True)
     wait_until(
         lambda: flow_run_state(uuid.UUID(body["flow_run_id"])) == StateType.COMPLETED,
         timeout=RUN_TIMEOUT,
@@ -277,7 +282,7 @@ def test_a_bank_account_shared_by_two_specialists_fails_the_gate_and_nothing_is_
         ken.scheme, ken.iban, ken.country = "iban", IBANS["DE"], "DE"
         ken.account_number = ken.bank_code = None
         ken.account_fingerprint = fingerprint(IBANS["DE"])  # ana's account
-    body = start(api, pw.world.finance).json()
+    body = started(api, pw.world.finance)
     wait_until(
         lambda: run_status(pw, body["id"]) == RunStatus.FAILED,
         timeout=RUN_TIMEOUT,
@@ -306,7 +311,7 @@ def test_cancelling_a_run_that_waits_for_approval_frees_its_period(
 
     monkeypatch.setenv("QUIRE_PAYROLL_APPROVAL_HOLD_SECONDS", "0")  # suspended at once
     pw = payroll_world
-    body = start(api, pw.world.finance).json()
+    body = started(api, pw.world.finance)
     wait_until(lambda: waiting_for_approval(pw, body["id"]), timeout=RUN_TIMEOUT, what="approval")
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(
@@ -319,4 +324,4 @@ def test_cancelling_a_run_that_waits_for_approval_frees_its_period(
         run = session.get(PayrollRun, uuid.UUID(body["id"]))
         assert run.status == RunStatus.FAILED
         assert "cancelled" in run.failure_reason
-    assert start(api, pw.world.finance).json()["attempt"] == 2
+    assert started(api, pw.world.finance)["attempt"] == 2
