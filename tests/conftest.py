@@ -32,6 +32,20 @@ from tests.support import postgres
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 
+# `./dev test` runs the suite on several processes (pytest-xdist, `--dist loadgroup`). Each file
+# is one unit of work, so its module fixtures are set up once; tests/flows is one unit for the
+# whole folder: its package fixtures (a Prefect test harness, every deployment served from a
+# thread that cannot be stopped, the fake services) are set up once per process, never again
+# after another folder's tests, which would leave a runner polling a harness that is gone.
+FLOWS = Path(__file__).parent / "flows"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = "tests/flows" if FLOWS in Path(item.path).parents else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     found = postgres.locate()
