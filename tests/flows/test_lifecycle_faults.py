@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from deployments.local_chat import LocalChat
 from deployments.local_idp import LocalIdentityProvider
+from deployments.local_smtp import LocalMailbox
 from quire.db import Database
 from quire.lifecycle import breaker
 from quire.lifecycle.connectors.base import Provider
@@ -41,6 +42,7 @@ from quire.lifecycle.models import (
 from quire.settings import get_settings
 from tests.flows.conftest import project_root, wait_until
 from tests.flows.lifecycle_cast import (
+    mails_to,
     person,
     quick_playbook,
     record,
@@ -266,3 +268,74 @@ def test_a_run_cancelled_through_prefect_is_compensated(
     assert run.status == RunStatus.CANCELLED
     assert accounts_named(idp, {zoe["email"]}) == []
     assert steps_of(flow_env, tenant, run.id)["account"].status == StepStatus.COMPENSATED
+
+
+def test_a_run_suspended_through_prefect_resumes_where_it_stopped(
+    served: None,
+    tenant: World,
+    flow_env: Database,
+    idp: LocalIdentityProvider,
+    mailbox: LocalMailbox,
+    chat: LocalChat,
+) -> None:
+    """Suspended (Prefect's own `suspend_flow_run`, as from another process), the run lets its
+    step in flight finish, starts no other and exits, holding no worker; resumed (Prefect's
+    `resume_flow_run`, or the UI's Resume), it starts again from the top, the done steps answer
+    from the saga log, and the rest run: every effect happens once."""
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run, suspend_flow_run
+
+    zoe = person()
+    event_id = record(flow_env, tenant, zoe)
+    posts_before = len(chat.requests)
+    idp.slow_seconds = 4.0  # the account is made, and answered 4 s late: the suspension
+    idp.fail_next(1, kind="slow", lose_answer=True, method="POST")  # lands while it runs
+    flow_run = run_deployment(
+        get_settings().lifecycle_deployment,
+        parameters={"tenant": tenant.slug, "event_id": str(event_id)},
+        timeout=0,
+        as_subflow=False,
+    )
+    wait_until(
+        lambda: (
+            (run := run_of(flow_env, tenant, event_id))
+            and steps_of(flow_env, tenant, run.id)["account"].status == StepStatus.RUNNING
+        ),
+        timeout=120,
+        what="the account step to be running",
+    )
+    suspend_flow_run(flow_run_id=flow_run.id, timeout=600)
+    run = run_of(flow_env, tenant, event_id)
+    wait_until(
+        lambda: steps_of(flow_env, tenant, run.id)["account"].status == StepStatus.SUCCEEDED,
+        timeout=60,
+        what="the step in flight to finish",
+    )
+    time.sleep(3)  # time enough for the steps that need the account, were it still running
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run.id).state.name == "Suspended"
+    waiting = steps_of(flow_env, tenant, run.id)
+    assert {s: waiting[s].status for s in ("groups", "announce", "welcome_email")} == {
+        "groups": StepStatus.PENDING,
+        "announce": StepStatus.PENDING,
+        "welcome_email": StepStatus.PENDING,
+    }
+    assert run_of(flow_env, tenant, event_id).status == RunStatus.RUNNING  # not failed, waiting
+
+    resume_flow_run(flow_run.id)
+    with get_client(sync_client=True) as client:
+        wait_until(
+            lambda: client.read_flow_run(flow_run.id).state.is_completed(),
+            timeout=120,
+            what="the resumed flow run to complete",
+        )
+    assert run_of(flow_env, tenant, event_id).status == RunStatus.COMPLETED
+    done = steps_of(flow_env, tenant, run.id)
+    assert {s: str(r.status) for s, r in done.items()} == {
+        **{s: "succeeded" for s in done},
+        "draft": "skipped",  # no AI endpoint configured
+    }
+    assert done["account"].attempts == 1  # answered from the saga log, not made again
+    assert len(accounts_named(idp, {zoe["email"]})) == 1
+    assert len(mails_to(mailbox, zoe["email"])) == 2  # the welcome mail and the invitation, once
+    assert len(chat.requests) - posts_before == 1  # the announcement, posted once
