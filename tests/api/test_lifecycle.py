@@ -532,6 +532,41 @@ async def test_a_replay_without_a_workflow_engine_is_a_503_and_leaves_the_letter
     assert run.json()["status"] == "dead_lettered"
 
 
+async def test_a_replay_prefect_cannot_start_reopens_the_letter_for_a_later_replay(
+    client, database, world
+):
+    """A Prefect API is named but nothing answers there: the replay was taken (its transaction
+    committed), the flow run could not be started, so the letter is open again, its run parked,
+    the reopening audited, and the next replay is accepted as the first was."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+
+    from deployments.net import free_port
+    from quire.audit.models import AuditEntry
+
+    parked = park_a_run(database, world)
+    nobody = f"http://127.0.0.1:{free_port()}/api"
+    with temporary_settings(updates={PREFECT_API_URL: nobody, PREFECT_CLIENT_MAX_RETRIES: 0}):
+        refused = await client.post(
+            f"/dead-letters/{parked.letter_id}/replay", headers=world.admin.auth
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "workflow_unavailable"
+        assert letter_status(database, world, parked.letter_id) == DeadLetterStatus.OPEN
+        run = await client.get(f"/lifecycle/runs/{parked.run_id}", headers=world.admin.auth)
+        assert run.json()["status"] == "dead_lettered"
+        with database.session(world.tenant_id) as session:
+            actions = session.scalars(
+                select(AuditEntry.action)
+                .where(AuditEntry.object_id == str(parked.run_id))
+                .order_by(AuditEntry.id)
+            ).all()
+        assert actions[-2:] == ["lifecycle.dead_letter_replayed", "lifecycle.dead_letter_reopened"]
+        again = await client.post(
+            f"/dead-letters/{parked.letter_id}/replay", headers=world.admin.auth
+        )
+    assert again.status_code == 503, again.text  # taken again, not `already_replayed`
+
+
 async def test_replaying_a_missing_or_closed_dead_letter_is_a_404_or_a_409(client, database, world):
     parked = park_a_run(database, world)
     with database.session(world.tenant_id, write=True) as session:
