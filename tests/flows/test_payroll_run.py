@@ -283,11 +283,14 @@ def test_a_bank_account_shared_by_two_specialists_fails_the_gate_and_nothing_is_
         ken.account_number = ken.bank_code = None
         ken.account_fingerprint = fingerprint(IBANS["DE"])  # ana's account
     body = started(api, pw.world.finance)
+    # The run is failed in the database first, then the gate's artifact published, then the
+    # flow run ends: wait for its end, after which everything is there.
     wait_until(
-        lambda: run_status(pw, body["id"]) == RunStatus.FAILED,
+        lambda: flow_run_state(uuid.UUID(body["flow_run_id"])) == StateType.FAILED,
         timeout=RUN_TIMEOUT,
-        what="the gate to fail the run",
+        what="the gate to fail the flow run",
     )
+    assert run_status(pw, body["id"]) == RunStatus.FAILED
     shown = httpx.get(
         f"{api.base_url}/payroll-runs/{body['id']}", headers=bearer(pw.world.finance), timeout=30
     ).json()
