@@ -40,6 +40,7 @@ class _Runner(Runner):
     """
 
     _main_task: asyncio.Task[Any] | None = None
+    served: tuple[str, ...] = ()  # the deployments' full names
 
     async def start(self, run_once: bool = False, webserver: bool | None = None) -> None:
         self._main_task = asyncio.current_task()
@@ -52,27 +53,44 @@ class _Runner(Runner):
             await super()._pause_schedules()
 
     def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        self._logger.info("SIGTERM received, shutting down...")
+        if not self.stop_soon():
+            raise SystemExit(0)
+
+    def stop_soon(self) -> bool:
+        """Ask the running `start()` to end, from any thread (SIGTERM's handler, or a test's
+        teardown); False if it is not running."""
         task = self._main_task
         if task is None or task.done():
-            raise SystemExit(0)
-        self._logger.info("SIGTERM received, shutting down...")
+            return False
         task.get_loop().call_soon_threadsafe(task.cancel)
+        return True
 
 
-def main(*, limit: int = 8, poll_seconds: float = 2.0, schedules: bool = True) -> None:
+def build(*, limit: int = 8, poll_seconds: float = 2.0, schedules: bool = True) -> _Runner:
+    """A runner with every deployment of the catalog added, not started."""
     os.chdir(PROJECT_ROOT)
-    deployments = runner_deployments(schedules=schedules)
     runner = _Runner(
         limit=limit,
         query_seconds=poll_seconds,  # how soon a new run (a submission's QA) is picked up
     )
+    deployments = runner_deployments(schedules=schedules)
     for deployment in deployments:
         runner.add_deployment(deployment)
-    names = ", ".join(d.full_name for d in deployments)
-    print(f"quire worker: serving {names}", flush=True)
+    runner.served = tuple(d.full_name for d in deployments)
+    return runner
+
+
+def serve(runner: _Runner) -> None:
+    """Serve until Ctrl-C, SIGTERM or `runner.stop_soon()`."""
+    print(f"quire worker: serving {', '.join(runner.served)}", flush=True)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # how it stops
         asyncio.run(runner.start())
     print("quire worker: stopped", flush=True)
+
+
+def main(*, limit: int = 8, poll_seconds: float = 2.0, schedules: bool = True) -> None:
+    serve(build(limit=limit, poll_seconds=poll_seconds, schedules=schedules))
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 # `./dev test` runs the suite on several processes (pytest-xdist, `--dist loadgroup`). Each file
 # is one unit of work, so its module fixtures are set up once; tests/flows is one unit for the
-# whole folder: its package fixtures (a Prefect test harness, every deployment served from a
-# thread that cannot be stopped, the fake services) are set up once per process, never again
-# after another folder's tests, which would leave a runner polling a harness that is gone.
+# whole folder, so its package fixtures (a Prefect test harness, every deployment served, the
+# fake services) are set up once, not again each time the process comes back to the folder from
+# another one's tests (with one unit per file, 5 flow specs failed: a process that came back to
+# the folder set up a second harness while the first one's runner still ran).
 FLOWS = Path(__file__).parent / "flows"
 
 

@@ -110,15 +110,23 @@ def prefect_api(flow_env: Database) -> Iterator[str]:
 
 
 @pytest.fixture(scope="package")
-def served(prefect_api: str) -> None:
-    """Every deployment served from a background thread, as `quire worker` serves them."""
-    from deployments.worker import main as serve_all
+def served(prefect_api: str) -> Iterator[None]:
+    """Every deployment served from a background thread, as `quire worker` serves them, and
+    stopped (as SIGTERM stops the worker) when the folder's tests are done."""
+    from deployments import worker
 
-    thread = threading.Thread(
-        target=serve_all, kwargs={"poll_seconds": 1.0, "schedules": False}, daemon=True
-    )
+    runners: list[worker._Runner] = []
+
+    def serve() -> None:
+        runners.append(runner := worker.build(poll_seconds=1.0, schedules=False))
+        worker.serve(runner)
+
+    thread = threading.Thread(target=serve, name="quire-worker", daemon=True)
     thread.start()
     wait_until(lambda: _deployments_exist(prefect_api), timeout=120, what="deployments served")
+    yield
+    wait_until(lambda: runners and runners[0].stop_soon(), timeout=30, what="the runner to run")
+    thread.join(30)
 
 
 def _deployments_exist(_: str) -> bool:
