@@ -4,7 +4,7 @@ Flow runs execute in subprocesses of this process, so a suspended QA run holds n
 waits for a reviewer. In server mode use a Prefect worker on the `quire` work pool instead
 (`prefect deploy --all` from prefect.yaml, then `prefect worker start --pool quire`).
 
-SIGTERM stops it as promptly as Ctrl-C does (see `_Runner`).
+SIGTERM stops it as promptly as Ctrl-C does (see `QuireRunner`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ PROJECT_ROOT = Path(flows.__file__).resolve().parent.parent
 PAUSE_TIMEOUT_SECONDS = 3.0
 
 
-class _Runner(Runner):
+class QuireRunner(Runner):
     """Prefect's runner, stopping on SIGTERM as promptly as on Ctrl-C, server or no server.
 
     - Shutdown pauses the deployments' schedules through the server. When the server has gone
@@ -67,10 +67,10 @@ class _Runner(Runner):
         return True
 
 
-def build(*, limit: int = 8, poll_seconds: float = 2.0, schedules: bool = True) -> _Runner:
+def build(*, limit: int = 8, poll_seconds: float = 2.0, schedules: bool = True) -> QuireRunner:
     """A runner with every deployment of the catalog added, not started."""
     os.chdir(PROJECT_ROOT)
-    runner = _Runner(
+    runner = QuireRunner(
         limit=limit,
         query_seconds=poll_seconds,  # how soon a new run (a submission's QA) is picked up
     )
@@ -81,7 +81,7 @@ def build(*, limit: int = 8, poll_seconds: float = 2.0, schedules: bool = True) 
     return runner
 
 
-def serve(runner: _Runner) -> None:
+def serve(runner: QuireRunner) -> None:
     """Serve until Ctrl-C, SIGTERM or `runner.stop_soon()`."""
     print(f"quire worker: serving {', '.join(runner.served)}", flush=True)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # how it stops

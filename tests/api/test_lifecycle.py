@@ -515,6 +515,15 @@ async def test_open_dead_letters_are_listed_with_their_error_inputs_and_attempts
     assert rest.json()["next_cursor"] is None
 
 
+async def assert_refused_and_still_parked(client, database, world, parked, refused) -> None:
+    """A replay nothing could start: a 503, the letter open, its run parked."""
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "workflow_unavailable"
+    assert letter_status(database, world, parked.letter_id) == DeadLetterStatus.OPEN
+    run = await client.get(f"/lifecycle/runs/{parked.run_id}", headers=world.admin.auth)
+    assert run.json()["status"] == "dead_lettered"
+
+
 async def test_a_replay_without_a_workflow_engine_is_a_503_and_leaves_the_letter_open(
     client, database, world
 ):
@@ -525,11 +534,7 @@ async def test_a_replay_without_a_workflow_engine_is_a_503_and_leaves_the_letter
         refused = await client.post(
             f"/dead-letters/{parked.letter_id}/replay", headers=world.admin.auth
         )
-    assert refused.status_code == 503, refused.text
-    assert refused.json()["code"] == "workflow_unavailable"
-    assert letter_status(database, world, parked.letter_id) == DeadLetterStatus.OPEN
-    run = await client.get(f"/lifecycle/runs/{parked.run_id}", headers=world.admin.auth)
-    assert run.json()["status"] == "dead_lettered"
+    await assert_refused_and_still_parked(client, database, world, parked, refused)
 
 
 async def test_a_replay_prefect_cannot_start_reopens_the_letter_for_a_later_replay(
@@ -549,11 +554,7 @@ async def test_a_replay_prefect_cannot_start_reopens_the_letter_for_a_later_repl
         refused = await client.post(
             f"/dead-letters/{parked.letter_id}/replay", headers=world.admin.auth
         )
-        assert refused.status_code == 503, refused.text
-        assert refused.json()["code"] == "workflow_unavailable"
-        assert letter_status(database, world, parked.letter_id) == DeadLetterStatus.OPEN
-        run = await client.get(f"/lifecycle/runs/{parked.run_id}", headers=world.admin.auth)
-        assert run.json()["status"] == "dead_lettered"
+        await assert_refused_and_still_parked(client, database, world, parked, refused)
         with database.session(world.tenant_id) as session:
             actions = session.scalars(
                 select(AuditEntry.action)

@@ -115,7 +115,7 @@ def served(prefect_api: str) -> Iterator[None]:
     stopped (as SIGTERM stops the worker) when the folder's tests are done."""
     from deployments import worker
 
-    runners: list[worker._Runner] = []
+    runners: list[worker.QuireRunner] = []
 
     def serve() -> None:
         runners.append(runner := worker.build(poll_seconds=1.0, schedules=False))

@@ -129,6 +129,19 @@ def run_lifecycle(world: World, event_id: uuid.UUID) -> Any:
     return lifecycle_flow(tenant=world.slug, event_id=event_id)
 
 
+def start_on_the_worker(world: World, event_id: uuid.UUID) -> Any:
+    """A run of the lifecycle deployment, as the relay starts one (not waiting for it): the
+    served worker runs it in a process of its own. Returns Prefect's flow run."""
+    from prefect.deployments import run_deployment
+
+    return run_deployment(
+        get_settings().lifecycle_deployment,
+        parameters={"tenant": world.slug, "event_id": str(event_id)},
+        timeout=0,
+        as_subflow=False,
+    )
+
+
 def quick_playbook(event_type: str = "person.onboard", **changes: Any) -> dict[str, Any]:
     """The shipped playbook with retries of a tenth of a second (a spec has no time to wait)."""
     playbook = shipped_definition(event_type)

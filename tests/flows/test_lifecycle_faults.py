@@ -47,6 +47,7 @@ from tests.flows.lifecycle_cast import (
     quick_playbook,
     record,
     run_lifecycle,
+    start_on_the_worker,
     steps_of,
     store_playbook,
 )
@@ -227,20 +228,13 @@ def test_a_worker_killed_mid_compensation_is_resumed_by_maintenance(
 def test_a_run_cancelled_through_prefect_is_compensated(
     served: None, tenant: World, flow_env: Database, idp: LocalIdentityProvider, chat: LocalChat
 ) -> None:
-    from prefect.deployments import run_deployment
-
     from flows.maintenance import marketplace_maintenance
 
     zoe = person()
     event_id = record(flow_env, tenant, zoe)
     chat.slow_seconds = 60.0  # the announcement hangs: the run is caught in the middle
     try:
-        flow_run = run_deployment(
-            get_settings().lifecycle_deployment,
-            parameters={"tenant": tenant.slug, "event_id": str(event_id)},
-            timeout=0,
-            as_subflow=False,
-        )
+        flow_run = start_on_the_worker(tenant, event_id)
         wait_until(
             lambda: (
                 len(accounts_named(idp, {zoe["email"]})) == 1
@@ -282,7 +276,6 @@ def test_a_run_suspended_through_prefect_resumes_where_it_stopped(
     step in flight finish, starts no other and exits, holding no worker; resumed (Prefect's
     `resume_flow_run`, or the UI's Resume), it starts again from the top, the done steps answer
     from the saga log, and the rest run: every effect happens once."""
-    from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run, suspend_flow_run
 
     zoe = person()
@@ -290,12 +283,7 @@ def test_a_run_suspended_through_prefect_resumes_where_it_stopped(
     posts_before = len(chat.requests)
     idp.slow_seconds = 4.0  # the account is made, and answered 4 s late: the suspension
     idp.fail_next(1, kind="slow", lose_answer=True, method="POST")  # lands while it runs
-    flow_run = run_deployment(
-        get_settings().lifecycle_deployment,
-        parameters={"tenant": tenant.slug, "event_id": str(event_id)},
-        timeout=0,
-        as_subflow=False,
-    )
+    flow_run = start_on_the_worker(tenant, event_id)
     wait_until(
         lambda: (
             (run := run_of(flow_env, tenant, event_id))
